@@ -1,0 +1,1 @@
+//! Shared inputs for meshward's criterion benches.

@@ -1,0 +1,1 @@
+//! meshward: the policy author's command line.

@@ -1,0 +1,1 @@
+//! Finds, configures, starts and stops a real Envoy process for meshward's demo, tests and benches.

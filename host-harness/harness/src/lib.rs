@@ -1,0 +1,1 @@
+//! A wasmtime host that runs any proxy-wasm filter the way Envoy does, for tests and benches.

@@ -1,0 +1,1 @@
+//! Translates Istio AuthorizationPolicy YAML into equivalent Cedar policies.

@@ -1,0 +1,1 @@
+//! meshward's integration tests, in one binary.
