@@ -5,15 +5,47 @@
 //! proxy-wasm, no clock and no I/O: the caller passes in bytes it read from the
 //! host and the current time, so the same code runs natively, in the wasmtime
 //! harness and inside Envoy.
+//!
+//! The pieces: SPIFFE IDs and matchers; X.509-SVIDs (leaf rules, and chains
+//! checked against trust bundles with pure-Rust cryptography); Envoy's
+//! `x-forwarded-client-cert` header; end-user JWTs and JWT-SVIDs; SPIFFE trust
+//! bundles with trust-domain aliases; and [`authenticate`], which combines them
+//! as an [`AuthnConfig`] says.
 
 #![forbid(unsafe_code)]
 
 mod authn;
+mod bundle;
+mod crypto;
+mod jwt;
 mod matcher;
+mod pem;
 mod spiffe_id;
+#[cfg(test)]
+mod testing;
+mod x509_svid;
+mod xfcc;
 
 pub use self::{
-    authn::{AuthnConfig, AuthnConfigError, Denial, PeerFacts, PeerSource, authenticate},
+    authn::{
+        AuthnConfig, AuthnConfigError, ClaimToHeader, Denial, EndUserClaims, Identity, JwtConfig,
+        JwtProvider, JwtSvid, JwtSvidConfig, MtlsSource, PeerFacts, PeerSource, TokenLocation,
+        XFCC_HEADER, XfccSource, authenticate,
+    },
+    bundle::{BundleError, Jwks, JwtKey, TrustBundle, TrustBundleSet},
+    jwt::{
+        DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_BYTES, JwtError, UnverifiedParts,
+        peek as peek_jwt,
+    },
     matcher::IdMatcher,
+    pem::{
+        MAX_CERTIFICATES, PemError, certificates_from_der_or_pem, certificates_from_pem,
+        certificates_from_url_encoded_pem, percent_decode,
+    },
     spiffe_id::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError, TrustDomain},
+    x509_svid::{SvidError, X509Svid},
+    xfcc::{
+        MAX_XFCC_ELEMENTS, MAX_XFCC_LEN, TooFewElements, XfccElement, XfccError, XfccKey,
+        parse_xfcc, select_trusted,
+    },
 };

@@ -64,9 +64,10 @@ impl IdMatcher {
                 prefix,
             } => {
                 trust_domain.as_str() == id.trust_domain_name()
-                    && id.path().strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                        rest.is_empty() || rest.starts_with('/')
-                    })
+                    && id
+                        .path()
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
             Self::Istio {
                 trust_domain,
@@ -77,7 +78,9 @@ impl IdMatcher {
                     .as_ref()
                     .is_none_or(|td| td.as_str() == id.trust_domain_name())
                     && id.namespace().is_some()
-                    && namespace.as_deref().is_none_or(|ns| id.namespace() == Some(ns))
+                    && namespace
+                        .as_deref()
+                        .is_none_or(|ns| id.namespace() == Some(ns))
                     && service_account
                         .as_deref()
                         .is_none_or(|sa| id.service_account() == Some(sa))
@@ -170,7 +173,10 @@ mod tests {
         assert!(!exact.matches(&id("spiffe://other/ns/a/sa/b")));
 
         let td = IdMatcher::parse("spiffe://td/*").unwrap();
-        assert_eq!(td, IdMatcher::TrustDomain(TrustDomain::parse("td").unwrap()));
+        assert_eq!(
+            td,
+            IdMatcher::TrustDomain(TrustDomain::parse("td").unwrap())
+        );
         assert!(td.matches(&id("spiffe://td/anything/at/all")));
         assert!(td.matches(&id("spiffe://td")));
         assert!(!td.matches(&id("spiffe://td2/x")));
@@ -219,7 +225,11 @@ mod tests {
 
     #[test]
     fn display_reads_back() {
-        for s in ["spiffe://td/ns/a/sa/b", "spiffe://td/*", "spiffe://td/ns/a/*"] {
+        for s in [
+            "spiffe://td/ns/a/sa/b",
+            "spiffe://td/*",
+            "spiffe://td/ns/a/*",
+        ] {
             assert_eq!(IdMatcher::parse(s).unwrap().to_string(), s);
         }
     }

@@ -24,7 +24,7 @@ pub enum SpiffeIdError {
     /// Longer than [`MAX_SPIFFE_ID_LEN`].
     #[error("SPIFFE ID is {0} bytes, longer than the 2048 allowed")]
     TooLong(usize),
-    /// The scheme is missing or is not `spiffe`.
+    /// The scheme is missing or is not exactly `spiffe` (lowercase).
     #[error("scheme must be `spiffe://`")]
     WrongScheme,
     /// No trust domain after the scheme.
@@ -35,7 +35,9 @@ pub enum SpiffeIdError {
     TrustDomainTooLong(usize),
     /// A byte outside `[a-z0-9.-_]` in the trust domain (this also rejects
     /// ports, userinfo, percent-encoding and upper case).
-    #[error("trust domain has the character `{0}`, allowed are lowercase letters, digits, `.`, `-` and `_`")]
+    #[error(
+        "trust domain has the character `{0}`, allowed are lowercase letters, digits, `.`, `-` and `_`"
+    )]
     BadTrustDomainChar(char),
     /// A byte outside `[a-zA-Z0-9.-_]` in a path segment.
     #[error("path has the character `{0}`, allowed are letters, digits, `.`, `-` and `_`")]
@@ -96,7 +98,7 @@ impl FromStr for TrustDomain {
     }
 }
 
-/// A valid SPIFFE ID, kept in its canonical text form (lowercase scheme).
+/// A valid SPIFFE ID, exactly as presented (the spec admits one spelling).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     text: String,
@@ -113,11 +115,13 @@ impl SpiffeId {
         if input.len() > MAX_SPIFFE_ID_LEN {
             return Err(SpiffeIdError::TooLong(input.len()));
         }
-        // RFC 3986 schemes are case-insensitive; the ID is kept lowercased so
-        // equal identities compare equal as strings.
-        let rest = match input.split_at_checked(SCHEME.len() + 3) {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("spiffe://") => rest,
-            _ => return Err(SpiffeIdError::WrongScheme),
+        // The SPIFFE-ID spec's validation requires the literal, lowercase
+        // `spiffe://`. RFC 3986 would fold case, but Envoy's RBAC principals
+        // and every other SPIFFE implementation compare the bytes, so
+        // accepting `SPIFFE://` here would make this filter disagree with them
+        // about who the peer is.
+        let Some(rest) = input.strip_prefix("spiffe://") else {
+            return Err(SpiffeIdError::WrongScheme);
         };
         if rest.contains(['?', '#']) {
             return Err(SpiffeIdError::QueryOrFragment);
@@ -129,7 +133,7 @@ impl SpiffeId {
         validate_trust_domain(td)?;
         validate_path(path)?;
         Ok(Self {
-            text: format!("{SCHEME}://{rest}"),
+            text: input.to_owned(),
             path_start: SCHEME.len() + 3 + td.len(),
         })
     }

@@ -12,7 +12,10 @@ fn parses_valid_ids() {
     assert_eq!(id.path(), "/ns/web/sa/frontend");
     assert_eq!(id.namespace(), Some("web"));
     assert_eq!(id.service_account(), Some("frontend"));
-    assert_eq!(id.segments().collect::<Vec<_>>(), ["ns", "web", "sa", "frontend"]);
+    assert_eq!(
+        id.segments().collect::<Vec<_>>(),
+        ["ns", "web", "sa", "frontend"]
+    );
 
     let td_only = SpiffeId::parse("spiffe://example.org").unwrap();
     assert_eq!(td_only.path(), "");
@@ -30,10 +33,16 @@ fn parses_valid_ids() {
 }
 
 #[test]
-fn scheme_is_case_insensitive_and_normalised() {
-    let id = SpiffeId::parse("SPIFFE://example.org/a").unwrap();
-    assert_eq!(id.as_str(), "spiffe://example.org/a");
-    assert_eq!(id, SpiffeId::parse("spiffe://example.org/a").unwrap());
+fn scheme_must_be_lowercase() {
+    // Envoy and other SPIFFE implementations compare the bytes; folding case
+    // here would make two components disagree about the same certificate.
+    for s in [
+        "SPIFFE://example.org/a",
+        "Spiffe://example.org/a",
+        "spiffE://example.org",
+    ] {
+        assert_eq!(err(s), SpiffeIdError::WrongScheme, "{s}");
+    }
 }
 
 #[test]
@@ -45,21 +54,51 @@ fn rejects_each_rule() {
     assert_eq!(err("example.org/a"), SpiffeIdError::WrongScheme);
     assert_eq!(err("spiffe://"), SpiffeIdError::MissingTrustDomain);
     assert_eq!(err("spiffe:///a"), SpiffeIdError::MissingTrustDomain);
-    assert_eq!(err("spiffe://Example.org/a"), SpiffeIdError::BadTrustDomainChar('E'));
-    assert_eq!(err("spiffe://example.org:8080/a"), SpiffeIdError::BadTrustDomainChar(':'));
-    assert_eq!(err("spiffe://user@example.org/a"), SpiffeIdError::BadTrustDomainChar('@'));
-    assert_eq!(err("spiffe://ex%41mple.org/a"), SpiffeIdError::BadTrustDomainChar('%'));
-    assert_eq!(err("spiffe://example.org/a%20b"), SpiffeIdError::BadPathChar('%'));
-    assert_eq!(err("spiffe://example.org/a b"), SpiffeIdError::BadPathChar(' '));
-    assert_eq!(err("spiffe://example.org/é"), SpiffeIdError::BadPathChar('é'));
+    assert_eq!(
+        err("spiffe://Example.org/a"),
+        SpiffeIdError::BadTrustDomainChar('E')
+    );
+    assert_eq!(
+        err("spiffe://example.org:8080/a"),
+        SpiffeIdError::BadTrustDomainChar(':')
+    );
+    assert_eq!(
+        err("spiffe://user@example.org/a"),
+        SpiffeIdError::BadTrustDomainChar('@')
+    );
+    assert_eq!(
+        err("spiffe://ex%41mple.org/a"),
+        SpiffeIdError::BadTrustDomainChar('%')
+    );
+    assert_eq!(
+        err("spiffe://example.org/a%20b"),
+        SpiffeIdError::BadPathChar('%')
+    );
+    assert_eq!(
+        err("spiffe://example.org/a b"),
+        SpiffeIdError::BadPathChar(' ')
+    );
+    assert_eq!(
+        err("spiffe://example.org/é"),
+        SpiffeIdError::BadPathChar('é')
+    );
     assert_eq!(err("spiffe://example.org/"), SpiffeIdError::EmptySegment);
     assert_eq!(err("spiffe://example.org/a/"), SpiffeIdError::EmptySegment);
     assert_eq!(err("spiffe://example.org//a"), SpiffeIdError::EmptySegment);
     assert_eq!(err("spiffe://example.org/a/./b"), SpiffeIdError::DotSegment);
     assert_eq!(err("spiffe://example.org/a/.."), SpiffeIdError::DotSegment);
-    assert_eq!(err("spiffe://example.org/a?x=1"), SpiffeIdError::QueryOrFragment);
-    assert_eq!(err("spiffe://example.org/a#frag"), SpiffeIdError::QueryOrFragment);
-    assert_eq!(err("spiffe://example.org?x"), SpiffeIdError::QueryOrFragment);
+    assert_eq!(
+        err("spiffe://example.org/a?x=1"),
+        SpiffeIdError::QueryOrFragment
+    );
+    assert_eq!(
+        err("spiffe://example.org/a#frag"),
+        SpiffeIdError::QueryOrFragment
+    );
+    assert_eq!(
+        err("spiffe://example.org?x"),
+        SpiffeIdError::QueryOrFragment
+    );
 }
 
 #[test]
@@ -90,12 +129,20 @@ fn non_utf8_bytes_are_rejected() {
 
 #[test]
 fn trust_domain_parses_bare_names_and_ids() {
-    assert_eq!(TrustDomain::parse("example.org").unwrap().as_str(), "example.org");
     assert_eq!(
-        TrustDomain::parse("spiffe://example.org/a/b").unwrap().as_str(),
+        TrustDomain::parse("example.org").unwrap().as_str(),
         "example.org"
     );
-    assert_eq!(TrustDomain::parse("").unwrap_err(), SpiffeIdError::MissingTrustDomain);
+    assert_eq!(
+        TrustDomain::parse("spiffe://example.org/a/b")
+            .unwrap()
+            .as_str(),
+        "example.org"
+    );
+    assert_eq!(
+        TrustDomain::parse("").unwrap_err(),
+        SpiffeIdError::MissingTrustDomain
+    );
     assert_eq!(
         TrustDomain::parse("Example.org").unwrap_err(),
         SpiffeIdError::BadTrustDomainChar('E')
@@ -121,7 +168,10 @@ fn istio_accessors_need_the_exact_shape() {
 #[test]
 fn serde_validates() {
     let id: SpiffeId = serde_json::from_str("\"spiffe://example.org/a\"").unwrap();
-    assert_eq!(serde_json::to_string(&id).unwrap(), "\"spiffe://example.org/a\"");
+    assert_eq!(
+        serde_json::to_string(&id).unwrap(),
+        "\"spiffe://example.org/a\""
+    );
     let e = serde_json::from_str::<SpiffeId>("\"spiffe://example.org/a/\"").unwrap_err();
     assert!(e.to_string().contains("empty segment"), "{e}");
 }
