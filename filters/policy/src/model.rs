@@ -1,0 +1,478 @@
+//! From request facts to Cedar: the entity model of `policies/meshward.cedarschema`.
+//!
+//! Entities and context are built without the schema at request time, because
+//! checking them against it costs more than the decision; the shapes built
+//! here are checked against the configured schema once, when the engine is
+//! configured (see `check_against_schema`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+    Schema,
+};
+use meshward_identity::SpiffeId;
+
+use crate::facts::RequestFacts;
+
+/// The id of the peer when there is no peer identity; never a SPIFFE ID.
+pub(crate) const ANONYMOUS: &str = "anonymous";
+
+/// The entity types and action ids of the schema, parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    workload: EntityTypeName,
+    trust_domain: EntityTypeName,
+    namespace: EntityTypeName,
+    service_account: EntityTypeName,
+    user: EntityTypeName,
+    host: EntityTypeName,
+    headers: EntityTypeName,
+    params: EntityTypeName,
+    action: EntityTypeName,
+}
+
+/// Why request facts could not be turned into a Cedar request.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BuildError(String);
+
+fn type_name(name: &str) -> Result<EntityTypeName, BuildError> {
+    EntityTypeName::from_str(name).map_err(|e| BuildError(e.to_string()))
+}
+
+impl Names {
+    pub(crate) fn new() -> Result<Self, BuildError> {
+        Ok(Self {
+            workload: type_name("Mesh::Workload")?,
+            trust_domain: type_name("Mesh::TrustDomain")?,
+            namespace: type_name("Mesh::Namespace")?,
+            service_account: type_name("Mesh::ServiceAccount")?,
+            user: type_name("Mesh::User")?,
+            host: type_name("Mesh::Host")?,
+            headers: type_name("Mesh::Headers")?,
+            params: type_name("Mesh::Params")?,
+            action: type_name("Mesh::Action")?,
+        })
+    }
+
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+
+    /// The action for an HTTP method: methods the schema names are actions of
+    /// their own, every other method is `OTHER`.
+    pub(crate) fn action(&self, method: &str) -> EntityUid {
+        let id = match method {
+            "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE" | "CONNECT"
+            | "TRACE" => method,
+            _ => "OTHER",
+        };
+        Self::uid(&self.action, id)
+    }
+
+    /// The principal of a request and the uids it is `in`.
+    pub(crate) fn principal(&self, peer: Option<&SpiffeId>) -> (EntityUid, Vec<EntityUid>) {
+        let Some(peer) = peer else {
+            return (Self::uid(&self.workload, ANONYMOUS), Vec::new());
+        };
+        let mut parents = vec![Self::uid(&self.trust_domain, peer.trust_domain_name())];
+        if let Some(ns) = peer.namespace() {
+            parents.push(Self::uid(&self.namespace, ns));
+        }
+        if let (Some(ns), Some(sa)) = (peer.namespace(), peer.service_account()) {
+            parents.push(Self::uid(&self.service_account, &format!("{ns}/{sa}")));
+        }
+        (Self::uid(&self.workload, peer.as_str()), parents)
+    }
+
+    /// The resource of a request.
+    pub(crate) fn resource(&self, facts: &RequestFacts) -> EntityUid {
+        Self::uid(&self.host, &host_name(&facts.host))
+    }
+}
+
+/// A request ready for Cedar, with the uids the index looks up.
+pub(crate) struct Built {
+    pub(crate) request: Request,
+    pub(crate) entities: Entities,
+    /// The principal and every entity it is `in`.
+    pub(crate) principal_keys: Vec<EntityUid>,
+    /// The action and every action group it is `in`.
+    pub(crate) action_keys: Vec<EntityUid>,
+    /// The resource.
+    pub(crate) resource_keys: Vec<EntityUid>,
+}
+
+/// Builds the Cedar request and entities for `facts`.
+///
+/// `action_entity` gives the action's entity (with its groups as parents) and
+/// the groups, as the schema declares them; `schema` is passed only when the
+/// shapes are being checked.
+pub(crate) fn build(
+    names: &Names,
+    facts: &RequestFacts,
+    action_entity: impl Fn(&EntityUid) -> Option<(Entity, Vec<EntityUid>)>,
+    schema: Option<&Schema>,
+) -> Result<Built, BuildError> {
+    let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
+
+    let (principal, parents) = names.principal(facts.peer.as_ref());
+    let principal_entity = workload_entity(&principal, &parents, facts.peer.as_ref())?;
+    let mut principal_keys = parents;
+    principal_keys.push(principal.clone());
+
+    let action = names.action(&facts.method);
+    let (action_entity, groups) = action_entity(&action)
+        .ok_or_else(|| BuildError(format!("the schema has no action `{action}`")))?;
+    let mut action_keys = groups;
+    action_keys.push(action.clone());
+
+    let host = host_name(&facts.host);
+    let resource = names.resource(facts);
+    let resource_entity = Entity::new(
+        resource.clone(),
+        HashMap::from([("name".to_owned(), str_expr(&host))]),
+        Default::default(),
+    )
+    .map_err(|e| err(&e))?;
+
+    let headers_uid = Names::uid(&names.headers, "request");
+    let headers_entity = Entity::new_with_tags(
+        headers_uid.clone(),
+        [],
+        [],
+        joined(
+            facts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+        ),
+    )
+    .map_err(|e| err(&e))?;
+
+    let params_uid = Names::uid(&names.params, "request");
+    let params_entity = Entity::new_with_tags(
+        params_uid.clone(),
+        [],
+        [],
+        joined(query_params(&facts.query)),
+    )
+    .map_err(|e| err(&e))?;
+
+    let mut entities = vec![
+        principal_entity,
+        action_entity,
+        resource_entity,
+        headers_entity,
+        params_entity,
+    ];
+
+    let mut context = vec![
+        ("method".to_owned(), str_expr(&facts.method)),
+        ("host".to_owned(), str_expr(&host)),
+        ("path".to_owned(), str_expr(&facts.path)),
+        ("query".to_owned(), str_expr(&facts.query)),
+        (
+            "params".to_owned(),
+            RestrictedExpression::new_entity_uid(params_uid),
+        ),
+        (
+            "port".to_owned(),
+            RestrictedExpression::new_long(i64::from(facts.port)),
+        ),
+        (
+            "headers".to_owned(),
+            RestrictedExpression::new_entity_uid(headers_uid),
+        ),
+        (
+            "mtls".to_owned(),
+            RestrictedExpression::new_bool(facts.mtls),
+        ),
+        (
+            "time".to_owned(),
+            RestrictedExpression::new_datetime(cedar_datetime(facts.time)),
+        ),
+    ];
+    if let Some(source) = facts.source {
+        context.push((
+            "source_ip".to_owned(),
+            RestrictedExpression::new_ip(source.ip().to_string()),
+        ));
+        context.push((
+            "source_port".to_owned(),
+            RestrictedExpression::new_long(i64::from(source.port())),
+        ));
+    }
+    if let Some(sni) = &facts.sni {
+        context.push(("sni".to_owned(), str_expr(sni)));
+    }
+    if let Some(claims) = &facts.jwt_claims {
+        let user = user_entity(names, claims)?;
+        context.push((
+            "user".to_owned(),
+            RestrictedExpression::new_entity_uid(user.uid()),
+        ));
+        entities.push(user);
+    }
+
+    let context = Context::from_pairs(context).map_err(|e| err(&e))?;
+    let request =
+        Request::new(principal, action, resource.clone(), context, schema).map_err(|e| err(&e))?;
+    let entities = Entities::from_entities(entities, schema).map_err(|e| err(&e))?;
+    Ok(Built {
+        request,
+        entities,
+        principal_keys,
+        action_keys,
+        resource_keys: vec![resource],
+    })
+}
+
+fn str_expr(s: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.to_owned())
+}
+
+fn workload_entity(
+    uid: &EntityUid,
+    parents: &[EntityUid],
+    peer: Option<&SpiffeId>,
+) -> Result<Entity, BuildError> {
+    let mut attrs = vec![
+        (
+            "authenticated".to_owned(),
+            RestrictedExpression::new_bool(peer.is_some()),
+        ),
+        (
+            "spiffe_id".to_owned(),
+            str_expr(peer.map_or("", SpiffeId::as_str)),
+        ),
+        (
+            "trust_domain".to_owned(),
+            str_expr(peer.map_or("", SpiffeId::trust_domain_name)),
+        ),
+        ("path".to_owned(), str_expr(peer.map_or("", SpiffeId::path))),
+    ];
+    if let Some(ns) = peer.and_then(SpiffeId::namespace) {
+        attrs.push(("namespace".to_owned(), str_expr(ns)));
+    }
+    if let Some(sa) = peer.and_then(SpiffeId::service_account) {
+        attrs.push(("service_account".to_owned(), str_expr(sa)));
+    }
+    Entity::new_with_tags(uid.clone(), attrs, parents.iter().cloned(), [])
+        .map_err(|e| BuildError(e.to_string()))
+}
+
+fn user_entity(names: &Names, claims: &serde_json::Value) -> Result<Entity, BuildError> {
+    let claim_str = |name: &str| {
+        claims
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let issuer = claim_str("iss");
+    let subject = claim_str("sub");
+    let request_principal = format!("{issuer}/{subject}");
+    let mut tags = BTreeMap::new();
+    flatten_claims(None, claims, &mut tags);
+    let audiences = tags.get("aud").cloned().unwrap_or_default();
+    let set = |values: Vec<String>| {
+        RestrictedExpression::new_set(values.into_iter().map(RestrictedExpression::new_string))
+    };
+    Entity::new_with_tags(
+        Names::uid(&names.user, &request_principal),
+        [
+            ("issuer".to_owned(), str_expr(issuer)),
+            ("subject".to_owned(), str_expr(subject)),
+            ("request_principal".to_owned(), str_expr(&request_principal)),
+            ("audiences".to_owned(), set(audiences)),
+        ],
+        [],
+        tags.into_iter().map(|(k, v)| (k, set(v))),
+    )
+    .map_err(|e| BuildError(e.to_string()))
+}
+
+/// Claims as tags: each claim and each nested claim (by dotted path) becomes a
+/// set of strings, so the same test works on string and array claims, as
+/// Istio's claim matching does.
+fn flatten_claims(
+    prefix: Option<&str>,
+    value: &serde_json::Value,
+    tags: &mut BTreeMap<String, Vec<String>>,
+) {
+    use serde_json::Value;
+    let Value::Object(map) = value else { return };
+    for (name, v) in map {
+        let key = match prefix {
+            Some(p) => format!("{p}.{name}"),
+            None => name.clone(),
+        };
+        match v {
+            Value::Object(_) => flatten_claims(Some(&key), v, tags),
+            Value::Array(items) => {
+                let entry = tags.entry(key).or_default();
+                entry.extend(items.iter().filter_map(scalar_text));
+            }
+            _ => {
+                if let Some(text) = scalar_text(v) {
+                    tags.entry(key).or_default().push(text);
+                }
+            }
+        }
+    }
+}
+
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Repeated names are joined with `,`, as HTTP does for repeated headers.
+fn joined(
+    pairs: impl Iterator<Item = (String, String)>,
+) -> impl Iterator<Item = (String, RestrictedExpression)> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in pairs {
+        map.entry(k)
+            .and_modify(|existing| {
+                existing.push(',');
+                existing.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    map.into_iter()
+        .map(|(k, v)| (k, RestrictedExpression::new_string(v)))
+}
+
+/// The host of an authority: without userinfo or port, lowercased.
+pub(crate) fn host_name(authority: &str) -> String {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        // An IPv6 literal keeps its brackets; only a port after them goes.
+        host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host)
+    } else {
+        host.split_once(':').map_or(host, |(h, _)| h)
+    };
+    host.to_ascii_lowercase()
+}
+
+fn query_params(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` and `+`; malformed escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match b {
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b),
+            },
+            b'+' => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Cedar's `datetime` text for a time, to the millisecond, in UTC. Times
+/// before 1970 are clamped to the epoch: a host clock never reports them.
+pub(crate) fn cedar_datetime(time: SystemTime) -> String {
+    let ms = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let days = ms.div_euclid(86_400_000);
+    let ms_of_day = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
+    let (min, rest) = (rest / 60_000, rest % 60_000);
+    let (s, milli) = (rest / 1000, rest % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// well-known algorithm, rewritten here).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn datetime_text() {
+        assert_eq!(cedar_datetime(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
+        assert_eq!(cedar_datetime(t), "2024-02-29T23:59:59.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(cedar_datetime(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("API.example.com:8443"), "api.example.com");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("user@h"), "h");
+        assert_eq!(host_name(""), "");
+    }
+
+    #[test]
+    fn query_decoding() {
+        let p: Vec<_> = query_params("a=1&b=x%2Fy+z&&c&bad=%zz").collect();
+        assert_eq!(
+            p,
+            [
+                ("a".into(), "1".into()),
+                ("b".into(), "x/y z".into()),
+                ("c".into(), "".into()),
+                ("bad".into(), "%zz".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn claims_flatten() {
+        let claims = serde_json::json!({
+            "iss": "https://idp", "groups": ["a", "b"], "n": 3, "ok": true,
+            "realm_access": {"roles": ["admin"]}, "nil": null
+        });
+        let mut tags = BTreeMap::new();
+        flatten_claims(None, &claims, &mut tags);
+        assert_eq!(tags["groups"], ["a", "b"]);
+        assert_eq!(tags["n"], ["3"]);
+        assert_eq!(tags["ok"], ["true"]);
+        assert_eq!(tags["realm_access.roles"], ["admin"]);
+        assert!(!tags.contains_key("nil"));
+    }
+}
