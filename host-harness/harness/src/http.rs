@@ -1,0 +1,285 @@
+//! HTTP messages a test sends through a filter, and what comes out.
+
+use crate::error::Failure;
+use crate::properties::{Properties, Value};
+
+/// Header lists keep order and repeated names, as Envoy's header maps do.
+/// Names are lowercase, as Envoy stores them.
+pub type Headers = Vec<(String, String)>;
+
+pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+pub(crate) fn lower(headers: impl IntoIterator<Item = (String, String)>) -> Headers {
+    headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
+/// A request as the downstream client sends it, plus the answer the
+/// upstream gives if the request reaches it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub(crate) headers: Headers,
+    pub(crate) chunks: Vec<Vec<u8>>,
+    pub(crate) trailers: Headers,
+    pub(crate) properties: Properties,
+    pub(crate) upstream: Response,
+}
+
+impl Request {
+    /// A request with `method` and `path`, `:authority` `example.com` and
+    /// `:scheme` `https`; the upstream answers `200` with no body.
+    pub fn new(method: &str, path: &str) -> Self {
+        Self {
+            headers: vec![
+                (":authority".into(), "example.com".into()),
+                (":path".into(), path.into()),
+                (":method".into(), method.into()),
+                (":scheme".into(), "https".into()),
+            ],
+            chunks: Vec::new(),
+            trailers: Vec::new(),
+            properties: Properties::new(),
+            upstream: Response::new(200),
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    /// `POST path`.
+    pub fn post(path: &str) -> Self {
+        Self::new("POST", path)
+    }
+
+    /// Adds a header (the name is lowercased).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Replaces every existing value of `name` (e.g. `:authority`).
+    pub fn set_header(mut self, name: &str, value: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        self.headers.retain(|(k, _)| *k != name);
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Adds a body chunk; several calls send the body in several chunks.
+    pub fn body(mut self, chunk: impl Into<Vec<u8>>) -> Self {
+        self.chunks.push(chunk.into());
+        self
+    }
+
+    /// Adds a trailer.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Sets a per-request property (e.g. `source.address`), shadowing the
+    /// plugin's.
+    pub fn property(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.properties.set(name, value);
+        self
+    }
+
+    pub(crate) fn properties_iter(&self) -> Vec<(String, Value)> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Sets what the upstream answers if the request reaches it.
+    pub fn upstream_response(mut self, response: Response) -> Self {
+        self.upstream = response;
+        self
+    }
+}
+
+/// An HTTP response: from the upstream, or what the downstream received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code (`:status`).
+    pub status: u16,
+    /// Headers without `:status`.
+    pub headers: Headers,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Trailers.
+    pub trailers: Headers,
+}
+
+impl Response {
+    /// A response with `status`, no headers and no body.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a trailer.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// The body as UTF-8 (lossy), for assertions.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub(crate) fn header_map(&self) -> Headers {
+        let mut h = Vec::with_capacity(self.headers.len() + 1);
+        h.push((":status".to_owned(), self.status.to_string()));
+        h.extend(self.headers.iter().cloned());
+        h
+    }
+
+    pub(crate) fn from_map(headers: &[(String, String)], body: Vec<u8>, trailers: Headers) -> Self {
+        let status = find_header(headers, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self {
+            status,
+            headers: headers
+                .iter()
+                .filter(|(k, _)| k != ":status")
+                .cloned()
+                .collect(),
+            body,
+            trailers,
+        }
+    }
+}
+
+/// A request as it reached the upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Headers, including pseudo-headers.
+    pub headers: Headers,
+    /// The body, all chunks joined.
+    pub body: Vec<u8>,
+    /// Trailers.
+    pub trailers: Headers,
+}
+
+impl Message {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+/// A response the filter (or the host, failing closed) sent instead of
+/// forwarding, with the fields Envoy records for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    /// The status code.
+    pub status: u16,
+    /// The response code details (Envoy's `%RESPONSE_CODE_DETAILS%`).
+    pub details: String,
+    /// The gRPC status, when the filter gave one (`-1` means none).
+    pub grpc_status: i32,
+    /// Headers the filter added.
+    pub headers: Headers,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Where a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum End {
+    /// The downstream received a complete response.
+    Completed,
+    /// The filter closed (reset) the stream with `proxy_close_stream`.
+    Reset,
+    /// The filter paused and nothing resumed it: in Envoy the stream would
+    /// wait for a timeout.
+    Stalled,
+}
+
+/// The outcome of a request sent through a filter: what the upstream saw,
+/// what the downstream received, and whether the filter answered locally.
+/// The fields are what a test can also observe in front of real Envoy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// The request as it reached the upstream; `None` when it never did.
+    pub upstream_request: Option<Message>,
+    /// What the downstream received; `None` when the stream was reset or
+    /// stalled before a response.
+    pub response: Option<Response>,
+    /// Set when the response is a local reply.
+    pub local_reply: Option<LocalReply>,
+    /// How the stream ended.
+    pub end: End,
+    /// Set when the VM failed during this stream (or before it).
+    pub failure: Option<Failure>,
+    /// True when the filter called `proxy_clear_route_cache`.
+    pub route_cache_cleared: bool,
+}
+
+impl Exchange {
+    /// The status the downstream received (0 when none).
+    pub fn status(&self) -> u16 {
+        self.response.as_ref().map_or(0, |r| r.status)
+    }
+
+    /// True when the request reached the upstream.
+    pub fn forwarded(&self) -> bool {
+        self.upstream_request.is_some()
+    }
+
+    /// A header of the request as the upstream saw it.
+    pub fn upstream_header(&self, name: &str) -> Option<&str> {
+        self.upstream_request.as_ref()?.header(name)
+    }
+
+    /// A header of the response as the downstream saw it.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        self.response.as_ref()?.get_header(name)
+    }
+
+    /// The response body as the downstream saw it, as UTF-8 (lossy).
+    pub fn body_text(&self) -> String {
+        self.response
+            .as_ref()
+            .map(Response::body_text)
+            .unwrap_or_default()
+    }
+}

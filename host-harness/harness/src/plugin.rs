@@ -1,0 +1,619 @@
+//! One VM with one plugin (root context): lifecycle, callbacks, events,
+//! timers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use wasmtime::{Engine, Instance, InstancePre, Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+use crate::abi::{BufferType, LogLevel};
+use crate::callout::{HttpCallReply, HttpCallRequest};
+use crate::error::{Error, Failure, FailureKind};
+use crate::host::{EPOCH_TICK, Limits, PluginConfig};
+use crate::imports::ProcExit;
+use crate::metrics::{Metric, Metrics};
+use crate::properties::{Properties, Value};
+use crate::shared::Shared;
+use crate::state::{CalloutView, Event, HostState, LogRecord, MemoryCap, StreamState};
+use crate::stream::HttpStream;
+
+type F<P, R> = Option<TypedFunc<P, R>>;
+
+/// The callbacks a module may export; absent ones are skipped, as in Envoy.
+pub(crate) struct Exports {
+    pub(crate) on_context_create: F<(i32, i32), ()>,
+    on_vm_start: F<(i32, i32), i32>,
+    on_configure: F<(i32, i32), i32>,
+    pub(crate) on_done: F<i32, i32>,
+    pub(crate) on_log: F<i32, ()>,
+    pub(crate) on_delete: F<i32, ()>,
+    on_tick: F<i32, ()>,
+    on_queue_ready: F<(i32, i32), ()>,
+    pub(crate) on_request_headers: F<(i32, i32, i32), i32>,
+    pub(crate) on_request_body: F<(i32, i32, i32), i32>,
+    pub(crate) on_request_trailers: F<(i32, i32), i32>,
+    pub(crate) on_response_headers: F<(i32, i32, i32), i32>,
+    pub(crate) on_response_body: F<(i32, i32, i32), i32>,
+    pub(crate) on_response_trailers: F<(i32, i32), i32>,
+    on_http_call_response: F<(i32, i32, i32, i32, i32), ()>,
+    on_grpc_initial_metadata: F<(i32, i32, i32), ()>,
+    on_grpc_receive: F<(i32, i32, i32), ()>,
+    on_grpc_trailing_metadata: F<(i32, i32, i32), ()>,
+    on_grpc_close: F<(i32, i32, i32), ()>,
+}
+
+fn export<P: WasmParams, R: WasmResults>(
+    instance: &Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Result<F<P, R>, Error> {
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(f) => f
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|_| Error::ExportSignature(name.to_owned())),
+    }
+}
+
+impl Exports {
+    fn resolve(instance: &Instance, store: &mut Store<HostState>) -> Result<Self, Error> {
+        Ok(Self {
+            on_context_create: export(instance, store, "proxy_on_context_create")?,
+            on_vm_start: export(instance, store, "proxy_on_vm_start")?,
+            on_configure: export(instance, store, "proxy_on_configure")?,
+            on_done: export(instance, store, "proxy_on_done")?,
+            on_log: export(instance, store, "proxy_on_log")?,
+            on_delete: export(instance, store, "proxy_on_delete")?,
+            on_tick: export(instance, store, "proxy_on_tick")?,
+            on_queue_ready: export(instance, store, "proxy_on_queue_ready")?,
+            on_request_headers: export(instance, store, "proxy_on_request_headers")?,
+            on_request_body: export(instance, store, "proxy_on_request_body")?,
+            on_request_trailers: export(instance, store, "proxy_on_request_trailers")?,
+            on_response_headers: export(instance, store, "proxy_on_response_headers")?,
+            on_response_body: export(instance, store, "proxy_on_response_body")?,
+            on_response_trailers: export(instance, store, "proxy_on_response_trailers")?,
+            on_http_call_response: export(instance, store, "proxy_on_http_call_response")?,
+            on_grpc_initial_metadata: export(
+                instance,
+                store,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            on_grpc_receive: export(instance, store, "proxy_on_grpc_receive")?,
+            on_grpc_trailing_metadata: export(
+                instance,
+                store,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
+            on_grpc_close: export(instance, store, "proxy_on_grpc_close")?,
+        })
+    }
+}
+
+/// A running VM with one plugin (root context), as one Envoy worker holds
+/// it. Streams go through it one at a time; its logs, metrics and clock
+/// are its own.
+pub struct Plugin {
+    pub(crate) store: Store<HostState>,
+    pub(crate) exports: Exports,
+    pub(crate) root_id: u32,
+    next_context: u32,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) fail_open: bool,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("root_id", &self.root_id)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    pub(crate) fn start(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        limits: &Limits,
+        vm_uid: u64,
+        config: PluginConfig,
+    ) -> Result<Self, Error> {
+        let mut properties = Properties::new();
+        properties
+            .set("plugin_name", config.name.as_str())
+            .set("plugin_root_id", config.root_id.as_str())
+            .set("plugin_vm_id", config.vm_id.as_str());
+        properties.extend(&config.properties);
+        let state = HostState {
+            memory: None,
+            alloc: None,
+            memcap: MemoryCap {
+                cap: limits.memory_bytes,
+                hit: false,
+            },
+            rng: vm_uid,
+            vm_uid,
+            vm_id: config.vm_id.clone(),
+            vm_configuration: config.vm_configuration,
+            plugin_configuration: config.configuration,
+            root_context_id: 1,
+            current_context: 0,
+            effective_context: None,
+            config_buffer: None,
+            streams: HashMap::new(),
+            properties,
+            log_level: config.log_level,
+            logs: Vec::new(),
+            metrics: Metrics::default(),
+            now: config.time.unwrap_or_else(SystemTime::now),
+            monotonic: Duration::ZERO,
+            tick_period: None,
+            next_tick: None,
+            http_upstreams: std::sync::Arc::new(config.http_upstreams),
+            grpc_upstreams: std::sync::Arc::new(config.grpc_upstreams),
+            foreign: std::sync::Arc::new(config.foreign),
+            env: config.env,
+            shared: config.shared,
+            next_token: 0,
+            events: VecDeque::new(),
+            held_http_calls: BTreeMap::new(),
+            grpc_streams: HashMap::new(),
+            callout: CalloutView::default(),
+            foreign_args: None,
+            pending_done: None,
+            done_called: false,
+            exit_code: None,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.memcap);
+        store.epoch_deadline_trap();
+        arm(&mut store, limits);
+        let instance = pre.instantiate(&mut store).map_err(|e| {
+            if store.data().memcap.hit {
+                Error::Failed(Failure {
+                    callback: "instantiate".into(),
+                    kind: FailureKind::MemoryLimit(limits.memory_bytes),
+                })
+            } else {
+                Error::Instantiate(format!("{e:#}"))
+            }
+        })?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(Error::MissingMemory)?;
+        let alloc = match export::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => export::<i32, i32>(&instance, &mut store, "malloc")?
+                .ok_or(Error::MissingAllocator)?,
+        };
+        store.data_mut().memory = Some(memory);
+        store.data_mut().alloc = Some(alloc);
+        let exports = Exports::resolve(&instance, &mut store)?;
+        let initialize: F<(), ()> = export(&instance, &mut store, "_initialize")?;
+        let main: F<(i32, i32), i32> = export(&instance, &mut store, "main")?;
+        let start: F<(), ()> = export(&instance, &mut store, "_start")?;
+        let mut plugin = Self {
+            store,
+            exports,
+            root_id: 1,
+            next_context: 2,
+            failure: None,
+            fail_open: config.fail_open,
+            limits: limits.clone(),
+        };
+        // A reactor gets `_initialize` then `main`; a command gets `_start`.
+        if initialize.is_some() {
+            plugin.call("_initialize", initialize, 0, ())?;
+            plugin.call("main", main, 0, (0, 0))?;
+        } else {
+            plugin.call("_start", start, 0, ())?;
+        }
+        let root = plugin.root_id as i32;
+        plugin.call(
+            "proxy_on_context_create",
+            plugin.exports.on_context_create.clone(),
+            plugin.root_id,
+            (root, 0),
+        )?;
+        let vm_config_len = plugin.store.data().vm_configuration.len() as i32;
+        plugin.store.data_mut().config_buffer = Some(BufferType::VmConfiguration);
+        let started = plugin.call(
+            "proxy_on_vm_start",
+            plugin.exports.on_vm_start.clone(),
+            plugin.root_id,
+            (root, vm_config_len),
+        );
+        plugin.store.data_mut().config_buffer = None;
+        if started? == Some(0) {
+            return Err(Error::VmStartRejected);
+        }
+        let config_len = plugin.store.data().plugin_configuration.len() as i32;
+        plugin.store.data_mut().config_buffer = Some(BufferType::PluginConfiguration);
+        let configured = plugin.call(
+            "proxy_on_configure",
+            plugin.exports.on_configure.clone(),
+            plugin.root_id,
+            (root, config_len),
+        );
+        plugin.store.data_mut().config_buffer = None;
+        if configured? == Some(0) {
+            return Err(Error::ConfigureRejected);
+        }
+        plugin.drain_events();
+        if let Some(failure) = &plugin.failure {
+            return Err(Error::Failed(failure.clone()));
+        }
+        Ok(plugin)
+    }
+
+    /// Calls an export with the limits armed and `context` current. A
+    /// failure marks the VM failed for good, as Envoy does.
+    pub(crate) fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        name: &str,
+        f: F<P, R>,
+        context: u32,
+        params: P,
+    ) -> Result<Option<R>, Failure> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        let Some(f) = f else {
+            return Ok(None);
+        };
+        arm(&mut self.store, &self.limits);
+        let s = self.store.data_mut();
+        s.current_context = context;
+        s.effective_context = None;
+        let result = f.call(&mut self.store, params);
+        self.store.data_mut().effective_context = None;
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let failure = Failure {
+                    callback: name.to_owned(),
+                    kind: self.classify(&e),
+                };
+                tracing::warn!(%failure, error = ?e, "filter vm failed");
+                self.failure = Some(failure.clone());
+                Err(failure)
+            }
+        }
+    }
+
+    fn classify(&self, e: &wasmtime::Error) -> FailureKind {
+        if self.store.data().memcap.hit {
+            return FailureKind::MemoryLimit(self.limits.memory_bytes);
+        }
+        if let Some(exit) = e.downcast_ref::<ProcExit>() {
+            return FailureKind::ProcExit(exit.0);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => FailureKind::Deadline(self.limits.deadline),
+            Some(Trap::OutOfFuel) => FailureKind::OutOfFuel(self.limits.fuel.unwrap_or(0)),
+            Some(trap) => FailureKind::Trap(trap.to_string()),
+            None => FailureKind::Host(format!("{e:#}")),
+        }
+    }
+
+    pub(crate) fn new_context(&mut self) -> u32 {
+        let id = self.next_context;
+        self.next_context = self.next_context.wrapping_add(1).max(2);
+        id
+    }
+
+    /// Delivers callout results and queue notifications until none are
+    /// left, as Envoy's event loop would between stream events.
+    pub(crate) fn drain_events(&mut self) {
+        let root = self.root_id;
+        let root_arg = root as i32;
+        loop {
+            if self.failure.is_some() {
+                return;
+            }
+            let s = self.store.data();
+            for (ctx, queue) in s.shared.take_notifications(s.vm_uid) {
+                let _ = self.call(
+                    "proxy_on_queue_ready",
+                    self.exports.on_queue_ready.clone(),
+                    ctx,
+                    (ctx as i32, queue as i32),
+                );
+            }
+            let Some(event) = self.store.data_mut().events.pop_front() else {
+                return;
+            };
+            match event {
+                Event::HttpResponse { token, response } => {
+                    let (h, b, t) = match &response {
+                        Some(r) => (r.header_map().len(), r.body.len(), r.trailers.len()),
+                        None => (0, 0, 0),
+                    };
+                    let s = self.store.data_mut();
+                    s.callout = match response {
+                        Some(r) => CalloutView {
+                            headers: Some(r.header_map()),
+                            body: Some(r.body),
+                            trailers: Some(r.trailers),
+                            status: (0, String::new()),
+                        },
+                        None => CalloutView {
+                            status: (14, "reset".into()),
+                            ..CalloutView::default()
+                        },
+                    };
+                    let _ = self.call(
+                        "proxy_on_http_call_response",
+                        self.exports.on_http_call_response.clone(),
+                        root,
+                        (root_arg, token as i32, h as i32, b as i32, t as i32),
+                    );
+                }
+                Event::Grpc {
+                    token,
+                    reply,
+                    close,
+                } => {
+                    let token = token as i32;
+                    if !reply.initial_metadata.is_empty() {
+                        let n = reply.initial_metadata.len() as i32;
+                        self.store.data_mut().callout = CalloutView {
+                            headers: Some(reply.initial_metadata.clone()),
+                            ..CalloutView::default()
+                        };
+                        let _ = self.call(
+                            "proxy_on_grpc_receive_initial_metadata",
+                            self.exports.on_grpc_initial_metadata.clone(),
+                            root,
+                            (root_arg, token, n),
+                        );
+                    }
+                    for message in &reply.messages {
+                        let n = message.len() as i32;
+                        self.store.data_mut().callout = CalloutView {
+                            body: Some(message.clone()),
+                            ..CalloutView::default()
+                        };
+                        let _ = self.call(
+                            "proxy_on_grpc_receive",
+                            self.exports.on_grpc_receive.clone(),
+                            root,
+                            (root_arg, token, n),
+                        );
+                    }
+                    if close {
+                        if !reply.trailing_metadata.is_empty() {
+                            let n = reply.trailing_metadata.len() as i32;
+                            self.store.data_mut().callout = CalloutView {
+                                trailers: Some(reply.trailing_metadata.clone()),
+                                ..CalloutView::default()
+                            };
+                            let _ = self.call(
+                                "proxy_on_grpc_receive_trailing_metadata",
+                                self.exports.on_grpc_trailing_metadata.clone(),
+                                root,
+                                (root_arg, token, n),
+                            );
+                        }
+                        self.store.data_mut().callout = CalloutView {
+                            status: (reply.status, reply.status_message.clone()),
+                            ..CalloutView::default()
+                        };
+                        let _ = self.call(
+                            "proxy_on_grpc_close",
+                            self.exports.on_grpc_close.clone(),
+                            root,
+                            (root_arg, token, reply.status as i32),
+                        );
+                    }
+                }
+            }
+            self.store.data_mut().callout = CalloutView::default();
+        }
+    }
+
+    /// Starts an HTTP stream (a new stream context).
+    pub fn stream(&mut self) -> HttpStream<'_> {
+        HttpStream::new(self)
+    }
+
+    /// Sends `request` through the filter and, if it reaches the upstream,
+    /// the upstream's response back; then ends the stream (`proxy_on_done`,
+    /// `proxy_on_log`, `proxy_on_delete`).
+    pub fn send(&mut self, request: crate::http::Request) -> crate::http::Exchange {
+        HttpStream::exchange(self, request)
+    }
+
+    /// Everything the filter logged so far.
+    pub fn logs(&self) -> &[LogRecord] {
+        &self.store.data().logs
+    }
+
+    /// Removes and returns the captured logs.
+    pub fn take_logs(&mut self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.store.data_mut().logs)
+    }
+
+    /// The messages logged at `level`.
+    pub fn logs_at(&self, level: LogLevel) -> Vec<&str> {
+        self.logs()
+            .iter()
+            .filter(|l| l.level == level)
+            .map(|l| l.message.as_str())
+            .collect()
+    }
+
+    /// Every metric the filter defined.
+    pub fn metrics(&self) -> &[Metric] {
+        self.store.data().metrics.all()
+    }
+
+    /// The metric named `name`.
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics().iter().find(|m| m.name == name)
+    }
+
+    /// The value of counter or gauge `name`.
+    pub fn metric_value(&self, name: &str) -> Option<i64> {
+        self.metric(name).map(|m| m.value)
+    }
+
+    /// The failure that stopped the VM, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// The root context's id.
+    pub fn root_context_id(&self) -> u32 {
+        self.root_id
+    }
+
+    /// The virtual wall clock.
+    pub fn now(&self) -> SystemTime {
+        self.store.data().now
+    }
+
+    /// The tick period the filter set, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.store.data().tick_period
+    }
+
+    /// Moves the virtual clock forward, calling `proxy_on_tick` for every
+    /// tick that falls due, then delivering what the ticks started.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.store.data().monotonic + by;
+        loop {
+            let s = self.store.data_mut();
+            let due = match (s.next_tick, s.tick_period) {
+                (Some(next), Some(period)) if next <= target => Some((next, period)),
+                _ => None,
+            };
+            let Some((next, period)) = due else {
+                break;
+            };
+            let step = next.saturating_sub(s.monotonic);
+            s.monotonic = next;
+            s.now += step;
+            s.next_tick = Some(next + period);
+            let root = self.root_id;
+            if self
+                .call(
+                    "proxy_on_tick",
+                    self.exports.on_tick.clone(),
+                    root,
+                    root as i32,
+                )
+                .is_err()
+            {
+                break;
+            }
+            self.drain_events();
+        }
+        let s = self.store.data_mut();
+        let step = target.saturating_sub(s.monotonic);
+        s.monotonic = target;
+        s.now += step;
+        self.drain_events();
+    }
+
+    /// HTTP callouts a test upstream answered with
+    /// [`HttpCallReply::Pending`], by token.
+    pub fn pending_http_calls(&self) -> Vec<(u32, HttpCallRequest)> {
+        self.store
+            .data()
+            .held_http_calls
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// Answers a pending HTTP callout and delivers the answer.
+    pub fn complete_http_call(&mut self, token: u32, reply: HttpCallReply) -> Result<(), Error> {
+        let s = self.store.data_mut();
+        if s.held_http_calls.remove(&token).is_none() {
+            return Err(Error::Usage("no pending http call with this token"));
+        }
+        let response = match reply {
+            HttpCallReply::Response(r) => Some(r),
+            HttpCallReply::Failure => None,
+            HttpCallReply::Pending => return Err(Error::Usage("a completion cannot be pending")),
+        };
+        s.events.push_back(Event::HttpResponse { token, response });
+        self.drain_events();
+        Ok(())
+    }
+
+    /// Delivers queue notifications from other VMs sharing this one's
+    /// [`Shared`].
+    pub fn poll(&mut self) {
+        self.drain_events();
+    }
+
+    /// The shared data and queues this VM uses.
+    pub fn shared(&self) -> &Shared {
+        &self.store.data().shared
+    }
+
+    /// Sets a plugin-level property.
+    pub fn set_property(&mut self, name: &str, value: impl Into<Value>) {
+        self.store.data_mut().properties.set(name, value);
+    }
+
+    /// Ends the plugin as Envoy does on a configuration change:
+    /// `proxy_on_done` on the root context, then (if it returned true, or
+    /// after it called `proxy_done` during pending work) `proxy_on_log`
+    /// and `proxy_on_delete`. Returns whether the root context finished.
+    pub fn shutdown(&mut self) -> Result<bool, Error> {
+        let root = self.root_id;
+        self.store.data_mut().pending_done = Some(root);
+        let done = self.call(
+            "proxy_on_done",
+            self.exports.on_done.clone(),
+            root,
+            root as i32,
+        )?;
+        let finished = done.is_none_or(|d| d != 0) || self.store.data().done_called;
+        if !finished {
+            // The filter may finish its work (callouts, queues) and call
+            // `proxy_done` from their callbacks.
+            self.drain_events();
+            if !self.store.data().done_called {
+                return Ok(false);
+            }
+        }
+        self.store.data_mut().pending_done = None;
+        self.call(
+            "proxy_on_log",
+            self.exports.on_log.clone(),
+            root,
+            root as i32,
+        )?;
+        self.call(
+            "proxy_on_delete",
+            self.exports.on_delete.clone(),
+            root,
+            root as i32,
+        )?;
+        Ok(true)
+    }
+
+    pub(crate) fn stream_state(&mut self, id: u32) -> &mut StreamState {
+        self.store.data_mut().streams.entry(id).or_default()
+    }
+}
+
+fn arm(store: &mut Store<HostState>, limits: &Limits) {
+    let ticks = limits
+        .deadline
+        .as_nanos()
+        .div_ceil(EPOCH_TICK.as_nanos())
+        .max(1);
+    // One extra tick because the current one may be about to end.
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+    if let Some(fuel) = limits.fuel {
+        // Only fails when fuel is off in the engine, which `Host` prevents.
+        let _ = store.set_fuel(fuel);
+    }
+}

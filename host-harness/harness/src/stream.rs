@@ -1,0 +1,552 @@
+//! The HTTP stream state machine, following Envoy's filter manager.
+
+use crate::callout::{HttpCallReply, HttpCallRequest};
+use crate::error::Failure;
+use crate::http::{End, Exchange, Headers, LocalReply, Message, Request, Response, lower};
+use crate::plugin::Plugin;
+
+/// What happened to the data just given to the stream, once the callback
+/// returned and every callout it started was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Forwarded (with anything held before it).
+    Continue,
+    /// Held by the filter (paused; bodies are buffered).
+    Pause,
+    /// The filter answered locally; the stream is over.
+    LocalReply,
+    /// The filter reset the stream; it is over.
+    Reset,
+    /// The stream was already over; nothing was delivered.
+    Ended,
+}
+
+/// One HTTP stream through a plugin. Feed it the request (and then the
+/// response) piece by piece and watch each [`Step`]; dropping it ends the
+/// stream like [`HttpStream::finish`].
+pub struct HttpStream<'p> {
+    plugin: &'p mut Plugin,
+    id: u32,
+    request_paused: bool,
+    response_paused: bool,
+    request_ended: bool,
+    response_ended: bool,
+    upstream: Option<Message>,
+    upstream_headers_sent: bool,
+    upstream_complete: bool,
+    downstream: Option<(Headers, Vec<u8>, Headers)>,
+    downstream_headers_sent: bool,
+    downstream_complete: bool,
+    local_reply: Option<LocalReply>,
+    end: Option<End>,
+    bypass: bool,
+    failure: Option<Failure>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for HttpStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStream")
+            .field("id", &self.id)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+const FAIL_DETAILS: &str = "wasm_fail_stream";
+
+impl<'p> HttpStream<'p> {
+    pub(crate) fn new(plugin: &'p mut Plugin) -> Self {
+        let id = plugin.new_context();
+        plugin.stream_state(id);
+        let root = plugin.root_id;
+        let created = plugin.call(
+            "proxy_on_context_create",
+            plugin.exports.on_context_create.clone(),
+            id,
+            (id as i32, root as i32),
+        );
+        let mut stream = Self {
+            plugin,
+            id,
+            request_paused: false,
+            response_paused: false,
+            request_ended: false,
+            response_ended: false,
+            upstream: None,
+            upstream_headers_sent: false,
+            upstream_complete: false,
+            downstream: None,
+            downstream_headers_sent: false,
+            downstream_complete: false,
+            local_reply: None,
+            end: None,
+            bypass: false,
+            failure: None,
+            finished: false,
+        };
+        // A VM that failed earlier fails this stream at its first event.
+        if let Err(failure) = created {
+            stream.failure = Some(failure);
+        } else if let Some(failure) = stream.plugin.failure.clone() {
+            stream.failure = Some(failure);
+        }
+        stream
+    }
+
+    /// This stream's context id.
+    pub fn context_id(&self) -> u32 {
+        self.id
+    }
+
+    /// Sets a property only this stream sees (e.g. `source.address`).
+    pub fn set_property(&mut self, name: &str, value: impl Into<crate::properties::Value>) {
+        self.plugin
+            .stream_state(self.id)
+            .properties
+            .set(name, value);
+    }
+
+    fn over(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Delivers request headers (`proxy_on_request_headers`).
+    pub fn request_headers(&mut self, headers: Headers, end_of_stream: bool) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let headers = lower(headers);
+        let n = headers.len() as i32;
+        self.plugin.stream_state(self.id).request_headers = Some(headers);
+        self.request_ended = end_of_stream;
+        let f = self.plugin.exports.on_request_headers.clone();
+        let action = self.run(
+            "proxy_on_request_headers",
+            f,
+            (self.id as i32, n, i32::from(end_of_stream)),
+        );
+        self.request_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Delivers a request body chunk (`proxy_on_request_body`). While the
+    /// filter pauses, chunks accumulate and it sees the buffered total.
+    pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let state = self.plugin.stream_state(self.id);
+        let body = state.request_body.get_or_insert_with(Vec::new);
+        body.extend_from_slice(chunk);
+        let size = body.len() as i32;
+        self.request_ended = end_of_stream;
+        let f = self.plugin.exports.on_request_body.clone();
+        let action = self.run(
+            "proxy_on_request_body",
+            f,
+            (self.id as i32, size, i32::from(end_of_stream)),
+        );
+        self.request_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Delivers request trailers (`proxy_on_request_trailers`); they end
+    /// the request.
+    pub fn request_trailers(&mut self, trailers: Headers) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let trailers = lower(trailers);
+        let n = trailers.len() as i32;
+        self.plugin.stream_state(self.id).request_trailers = Some(trailers);
+        self.request_ended = true;
+        let f = self.plugin.exports.on_request_trailers.clone();
+        let action = self.run("proxy_on_request_trailers", f, (self.id as i32, n));
+        self.request_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Delivers response headers, including `:status`.
+    pub fn response_headers(&mut self, headers: Headers, end_of_stream: bool) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let headers = lower(headers);
+        let n = headers.len() as i32;
+        self.plugin.stream_state(self.id).response_headers = Some(headers);
+        self.response_ended = end_of_stream;
+        let f = self.plugin.exports.on_response_headers.clone();
+        let action = self.run(
+            "proxy_on_response_headers",
+            f,
+            (self.id as i32, n, i32::from(end_of_stream)),
+        );
+        self.response_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Delivers a response body chunk.
+    pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let state = self.plugin.stream_state(self.id);
+        let body = state.response_body.get_or_insert_with(Vec::new);
+        body.extend_from_slice(chunk);
+        let size = body.len() as i32;
+        self.response_ended = end_of_stream;
+        let f = self.plugin.exports.on_response_body.clone();
+        let action = self.run(
+            "proxy_on_response_body",
+            f,
+            (self.id as i32, size, i32::from(end_of_stream)),
+        );
+        self.response_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Delivers response trailers; they end the response.
+    pub fn response_trailers(&mut self, trailers: Headers) -> Step {
+        if self.over() {
+            return Step::Ended;
+        }
+        let trailers = lower(trailers);
+        let n = trailers.len() as i32;
+        self.plugin.stream_state(self.id).response_trailers = Some(trailers);
+        self.response_ended = true;
+        let f = self.plugin.exports.on_response_trailers.clone();
+        let action = self.run("proxy_on_response_trailers", f, (self.id as i32, n));
+        self.response_paused = action != Some(0);
+        self.settle()
+    }
+
+    /// Runs a stream callback. `None` means the callback is absent or the
+    /// VM failed; failure is turned into fail-open or fail-closed here.
+    fn run<P: wasmtime::WasmParams>(
+        &mut self,
+        name: &str,
+        f: Option<wasmtime::TypedFunc<P, i32>>,
+        params: P,
+    ) -> Option<i32> {
+        if self.bypass {
+            return Some(0);
+        }
+        if self.failure.is_none() {
+            match self.plugin.call(name, f, self.id, params) {
+                Ok(Some(action)) => return Some(action),
+                Ok(None) => return Some(0),
+                Err(failure) => self.failure = Some(failure),
+            }
+        }
+        if self.plugin.fail_open {
+            self.bypass = true;
+            return Some(0);
+        }
+        self.fail_closed();
+        None
+    }
+
+    fn fail_closed(&mut self) {
+        if self.downstream_headers_sent {
+            self.end = Some(End::Reset);
+            return;
+        }
+        let reply = LocalReply {
+            status: 503,
+            details: FAIL_DETAILS.into(),
+            grpc_status: -1,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        self.local_reply = Some(reply.clone());
+        self.downstream = Some((local_reply_headers(&reply), Vec::new(), Vec::new()));
+        self.downstream_headers_sent = true;
+        self.downstream_complete = true;
+        self.end = Some(End::Completed);
+    }
+
+    /// Applies what the callback asked for once it returned: callouts are
+    /// answered, then a local reply, a reset or a resume takes effect.
+    fn settle(&mut self) -> Step {
+        if self.over() {
+            return self.step();
+        }
+        self.plugin.drain_events();
+        if self.failure.is_none()
+            && let Some(failure) = self.plugin.failure.clone()
+        {
+            // A callout callback trapped while this stream waited on it.
+            self.failure = Some(failure);
+            if self.plugin.fail_open {
+                self.bypass = true;
+                self.request_paused = false;
+                self.response_paused = false;
+            } else {
+                self.fail_closed();
+                return self.step();
+            }
+        }
+        let state = self.plugin.stream_state(self.id);
+        if state.reset {
+            self.end = Some(End::Reset);
+            return Step::Reset;
+        }
+        if let Some(reply) = state.local_reply.take() {
+            self.send_local_reply(reply);
+            return Step::LocalReply;
+        }
+        if std::mem::take(&mut state.resume_request) {
+            self.request_paused = false;
+        }
+        if std::mem::take(&mut state.resume_response) {
+            self.response_paused = false;
+        }
+        if !self.request_paused {
+            self.flush_request();
+        }
+        if !self.response_paused {
+            self.flush_response();
+        }
+        self.step()
+    }
+
+    fn step(&self) -> Step {
+        match self.end {
+            Some(End::Reset) => Step::Reset,
+            Some(_) if self.local_reply.is_some() => Step::LocalReply,
+            Some(_) => Step::Ended,
+            None if self.request_paused && !self.upstream_complete => Step::Pause,
+            None if self.response_paused => Step::Pause,
+            None => Step::Continue,
+        }
+    }
+
+    fn flush_request(&mut self) {
+        let state = self
+            .plugin
+            .store
+            .data_mut()
+            .streams
+            .entry(self.id)
+            .or_default();
+        let Some(headers) = state.request_headers.clone() else {
+            return;
+        };
+        let upstream = self.upstream.get_or_insert_with(Message::default);
+        if !self.upstream_headers_sent {
+            upstream.headers = headers;
+            self.upstream_headers_sent = true;
+        }
+        if let Some(body) = state.request_body.as_mut() {
+            upstream.body.append(body);
+        }
+        if let Some(trailers) = &state.request_trailers
+            && upstream.trailers.is_empty()
+        {
+            upstream.trailers = trailers.clone();
+        }
+        if self.request_ended {
+            self.upstream_complete = true;
+        }
+    }
+
+    fn flush_response(&mut self) {
+        let state = self
+            .plugin
+            .store
+            .data_mut()
+            .streams
+            .entry(self.id)
+            .or_default();
+        let Some(headers) = state.response_headers.clone() else {
+            return;
+        };
+        let downstream = self
+            .downstream
+            .get_or_insert_with(|| (Vec::new(), Vec::new(), Vec::new()));
+        if !self.downstream_headers_sent {
+            downstream.0 = headers;
+            self.downstream_headers_sent = true;
+        }
+        if let Some(body) = state.response_body.as_mut() {
+            downstream.1.append(body);
+        }
+        if let Some(trailers) = &state.response_trailers
+            && downstream.2.is_empty()
+        {
+            downstream.2 = trailers.clone();
+        }
+        if self.response_ended {
+            self.downstream_complete = true;
+            self.end = Some(End::Completed);
+        }
+    }
+
+    /// Sends a local reply. Before the response started, Envoy passes its
+    /// own local reply through the filter's response callbacks (which may
+    /// edit headers but not send another reply); after, it replaces the
+    /// response.
+    fn send_local_reply(&mut self, reply: LocalReply) {
+        self.local_reply = Some(reply.clone());
+        let headers = local_reply_headers(&reply);
+        if self.downstream_headers_sent {
+            self.end = Some(End::Reset);
+            return;
+        }
+        let id = self.id as i32;
+        let state = self.plugin.stream_state(self.id);
+        let started = state.response_headers.is_some();
+        state.sending_local_reply = true;
+        state.response_headers = Some(headers.clone());
+        state.response_body = None;
+        state.response_trailers = None;
+        let mut out = (headers, reply.body.clone(), Vec::new());
+        if !started && self.failure.is_none() && !self.bypass {
+            let n = out.0.len() as i32;
+            let f = self.plugin.exports.on_response_headers.clone();
+            let eos = i32::from(reply.body.is_empty());
+            if self
+                .plugin
+                .call("proxy_on_response_headers", f, self.id, (id, n, eos))
+                .is_ok()
+            {
+                if !reply.body.is_empty() {
+                    self.plugin.stream_state(self.id).response_body = Some(reply.body.clone());
+                    let f = self.plugin.exports.on_response_body.clone();
+                    let size = reply.body.len() as i32;
+                    let _ = self
+                        .plugin
+                        .call("proxy_on_response_body", f, self.id, (id, size, 1));
+                }
+                let state = self.plugin.stream_state(self.id);
+                if let Some(h) = &state.response_headers {
+                    out.0 = h.clone();
+                }
+                if let Some(b) = &state.response_body {
+                    out.1 = b.clone();
+                }
+            }
+        }
+        let state = self.plugin.stream_state(self.id);
+        state.sending_local_reply = false;
+        state.local_reply = None;
+        self.downstream = Some(out);
+        self.downstream_headers_sent = true;
+        self.downstream_complete = true;
+        self.end = Some(End::Completed);
+    }
+
+    /// Callouts the test upstream left pending.
+    pub fn pending_http_calls(&self) -> Vec<(u32, HttpCallRequest)> {
+        self.plugin.pending_http_calls()
+    }
+
+    /// Answers a pending callout; the filter may resume the stream or reply.
+    pub fn complete_http_call(
+        &mut self,
+        token: u32,
+        reply: HttpCallReply,
+    ) -> Result<Step, crate::Error> {
+        self.plugin.complete_http_call(token, reply)?;
+        Ok(self.settle())
+    }
+
+    /// Moves the plugin's virtual clock (ticks may resume the stream).
+    pub fn advance(&mut self, by: std::time::Duration) -> Step {
+        self.plugin.advance(by);
+        self.settle()
+    }
+
+    /// True once the whole request reached the upstream.
+    pub fn request_complete(&self) -> bool {
+        self.upstream_complete
+    }
+
+    /// Ends the stream (`proxy_on_done`, `proxy_on_log`, `proxy_on_delete`)
+    /// and reports its outcome.
+    pub fn finish(mut self) -> Exchange {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Exchange {
+        if !self.finished {
+            self.finished = true;
+            let id = self.id as i32;
+            if self.failure.is_none() && !self.bypass {
+                let p = &mut *self.plugin;
+                let _ = p.call("proxy_on_done", p.exports.on_done.clone(), self.id, id);
+                let _ = p.call("proxy_on_log", p.exports.on_log.clone(), self.id, id);
+                let _ = p.call("proxy_on_delete", p.exports.on_delete.clone(), self.id, id);
+            }
+        }
+        let route_cache_cleared = self
+            .plugin
+            .store
+            .data_mut()
+            .streams
+            .remove(&self.id)
+            .is_some_and(|s| s.route_cache_cleared);
+        let end = self.end.unwrap_or(End::Stalled);
+        let response = match (end, &self.downstream) {
+            (End::Completed, Some((h, b, t))) => Some(Response::from_map(h, b.clone(), t.clone())),
+            _ => None,
+        };
+        Exchange {
+            upstream_request: self.upstream.clone().filter(|_| self.upstream_headers_sent),
+            response,
+            local_reply: self.local_reply.clone(),
+            end,
+            failure: self.failure.clone().or_else(|| self.plugin.failure.clone()),
+            route_cache_cleared,
+        }
+    }
+
+    pub(crate) fn exchange(plugin: &mut Plugin, request: Request) -> Exchange {
+        let mut s = HttpStream::new(plugin);
+        for (name, value) in request.properties_iter() {
+            s.set_property(&name, value);
+        }
+        let has_trailers = !request.trailers.is_empty();
+        let chunks = request.chunks.len();
+        s.request_headers(request.headers, chunks == 0 && !has_trailers);
+        for (i, chunk) in request.chunks.iter().enumerate() {
+            s.request_body(chunk, i + 1 == chunks && !has_trailers);
+        }
+        if has_trailers {
+            s.request_trailers(request.trailers);
+        }
+        if !s.over() && s.upstream_complete {
+            let r = request.upstream;
+            let has_trailers = !r.trailers.is_empty();
+            s.response_headers(r.header_map(), r.body.is_empty() && !has_trailers);
+            if !r.body.is_empty() {
+                s.response_body(&r.body, !has_trailers);
+            }
+            if has_trailers {
+                s.response_trailers(r.trailers);
+            }
+        }
+        s.finish()
+    }
+}
+
+impl Drop for HttpStream<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish_inner();
+        }
+    }
+}
+
+/// The headers Envoy puts on a local reply.
+fn local_reply_headers(reply: &LocalReply) -> Headers {
+    let mut h = vec![(":status".to_owned(), reply.status.to_string())];
+    h.extend(reply.headers.iter().cloned());
+    if !reply.body.is_empty() && !h.iter().any(|(k, _)| k == "content-type") {
+        h.push(("content-type".into(), "text/plain".into()));
+    }
+    h.push(("content-length".into(), reply.body.len().to_string()));
+    h
+}
