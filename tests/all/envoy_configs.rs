@@ -12,7 +12,9 @@ use meshward_tests::filter_wasm;
 fn every_shipped_config_validates() {
     let dir = tempfile_dir();
     let ca = SpiffeCa::new("example.org").unwrap();
-    let svid = ca.issue_local_server("spiffe://example.org/ns/default/sa/app").unwrap();
+    let svid = ca
+        .issue_local_server("spiffe://example.org/ns/default/sa/app")
+        .unwrap();
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
@@ -22,9 +24,17 @@ fn every_shipped_config_validates() {
         ("CA", write("ca.pem", &ca.cert_pem())),
         ("CERT", write("cert.pem", &svid.cert_pem)),
         ("KEY", write("key.pem", &svid.key_pem)),
-        ("WASM", filter_wasm("meshward-identity-filter").display().to_string()),
+        (
+            "WASM",
+            filter_wasm("meshward-identity-filter")
+                .display()
+                .to_string(),
+        ),
         ("ROOT_ID", "meshward_identity".to_owned()),
-        ("PLUGIN_CONFIG", yaml_quote(r#"{"allowed_trust_domains": ["example.org"]}"#)),
+        (
+            "PLUGIN_CONFIG",
+            yaml_quote(r#"{"allowed_trust_domains": ["example.org"]}"#),
+        ),
         ("UPSTREAM_PORT", "8080".to_owned()),
     ]
     .into_iter()
@@ -55,14 +65,21 @@ fn every_shipped_config_validates() {
         }
         checked += 1;
     }
-    assert!(checked >= 1, "no Envoy configuration found in envoy-config/");
+    assert!(
+        checked >= 1,
+        "no Envoy configuration found in envoy-config/"
+    );
 }
 
 #[test]
 fn validation_rejects_a_broken_config() {
     let dir = tempfile_dir();
     let path = dir.join("broken.yaml");
-    std::fs::write(&path, "static_resources: { listeners: [ { name: x, address: 42 } ] }\n").unwrap();
+    std::fs::write(
+        &path,
+        "static_resources: { listeners: [ { name: x, address: 42 } ] }\n",
+    )
+    .unwrap();
     assert!(validate(&path).is_err());
 }
 

@@ -23,12 +23,19 @@ const CONFIG: &str = r#"{
 async fn decides_real_mtls_traffic() {
     let sidecar = Sidecar::start(&spec(CONFIG)).await.unwrap();
     let frontend = sidecar.ca.issue(FRONTEND, &[]).unwrap();
-    let intruder = sidecar.ca.issue("spiffe://example.org/ns/web/sa/intruder", &[]).unwrap();
-    let foreign = sidecar.ca.issue("spiffe://other.org/ns/web/sa/frontend", &[]).unwrap();
+    let intruder = sidecar
+        .ca
+        .issue("spiffe://example.org/ns/web/sa/intruder", &[])
+        .unwrap();
+    let foreign = sidecar
+        .ca
+        .issue("spiffe://other.org/ns/web/sa/frontend", &[])
+        .unwrap();
 
     // The allowed workload reaches the application, which sees the verified
     // ID and not the one the client tried to smuggle in.
-    let req = Request::get("/api/orders").header("x-meshward-peer-id", "spiffe://example.org/admin");
+    let req =
+        Request::get("/api/orders").header("x-meshward-peer-id", "spiffe://example.org/admin");
     let resp = sidecar.request(Some(&frontend), &req).await.unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     let echoed: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
@@ -42,7 +49,10 @@ async fn decides_real_mtls_traffic() {
         (Some(&foreign), "trust_domain_not_allowed"),
         (None, "no_peer_identity"),
     ] {
-        let resp = sidecar.request(svid, &Request::get("/api/orders")).await.unwrap();
+        let resp = sidecar
+            .request(svid, &Request::get("/api/orders"))
+            .await
+            .unwrap();
         assert_eq!(resp.status, 403, "{reason}: {}", resp.text());
         assert_eq!(resp.header("x-meshward-deny-reason"), Some(reason));
         assert!(resp.text().contains(reason), "{}", resp.text());
@@ -58,7 +68,10 @@ async fn decides_real_mtls_traffic() {
     let logs = sidecar.envoy.logs();
     let decisions: Vec<serde_json::Value> = logs
         .lines()
-        .filter_map(|l| l.split_once("meshward-identity decision ").map(|(_, json)| json))
+        .filter_map(|l| {
+            l.split_once("meshward-identity decision ")
+                .map(|(_, json)| json)
+        })
         .map(|json| serde_json::from_str(json).unwrap())
         .collect();
     assert_eq!(decisions.len(), 4, "decision log lines in:\n{logs}");
@@ -83,6 +96,9 @@ async fn invalid_configuration_is_refused() {
     };
     assert!(err.contains("exited during start-up"), "{err}");
     assert!(err.contains("configuration refused"), "{err}");
-    assert!(err.contains("unknown field `allowed_trust_domain`"), "{err}");
+    assert!(
+        err.contains("unknown field `allowed_trust_domain`"),
+        "{err}"
+    );
     assert!(err.contains("Unable to create Wasm plugin"), "{err}");
 }

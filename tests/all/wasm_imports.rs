@@ -30,12 +30,15 @@ fn every_filter_imports_only_proxy_wasm_and_wasi() {
     for package in packages {
         let bytes = std::fs::read(filter_wasm(&package)).unwrap();
         let all = imports(&bytes);
-        assert!(!all.is_empty(), "{package} imports nothing: not a proxy-wasm filter?");
-        let bad: Vec<_> = all
-            .iter()
-            .filter(|(m, n)| !import_allowed(m, n))
-            .collect();
-        assert!(bad.is_empty(), "{package} imports functions Envoy does not provide: {bad:?}");
+        assert!(
+            !all.is_empty(),
+            "{package} imports nothing: not a proxy-wasm filter?"
+        );
+        let bad: Vec<_> = all.iter().filter(|(m, n)| !import_allowed(m, n)).collect();
+        assert!(
+            bad.is_empty(),
+            "{package} imports functions Envoy does not provide: {bad:?}"
+        );
     }
 }
 
@@ -43,7 +46,10 @@ fn every_filter_imports_only_proxy_wasm_and_wasi() {
 fn the_check_rejects_foreign_imports() {
     assert!(import_allowed("env", "proxy_log"));
     assert!(import_allowed("wasi_snapshot_preview1", "fd_write"));
-    assert!(!import_allowed("__wbindgen_placeholder__", "__wbindgen_describe"));
+    assert!(!import_allowed(
+        "__wbindgen_placeholder__",
+        "__wbindgen_describe"
+    ));
     assert!(!import_allowed("env", "abort"));
     assert!(!import_allowed("wasi_snapshot_preview2", "fd_write"));
 }

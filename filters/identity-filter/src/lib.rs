@@ -62,7 +62,9 @@ impl RootContext for IdentityRoot {
                 self.config = None;
                 proxy_wasm::hostcalls::log(
                     LogLevel::Error,
-                    &format!("meshward-identity: configuration refused, denying every request: {e}"),
+                    &format!(
+                        "meshward-identity: configuration refused, denying every request: {e}"
+                    ),
                 )
                 .ok();
                 false

@@ -50,7 +50,10 @@ impl Outcome {
             // closed.
             Self::Misconfigured => 503,
         };
-        (status, format!("meshward: access denied: {}\n", self.code()))
+        (
+            status,
+            format!("meshward: access denied: {}\n", self.code()),
+        )
     }
 
     /// Writes the decision log line and bumps the matching counter.

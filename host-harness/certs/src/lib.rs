@@ -160,7 +160,10 @@ impl SpiffeCa {
 impl Svid {
     /// A rustls client configuration that presents this SVID and trusts
     /// servers whose certificates chain to `server_ca`.
-    pub fn client_config(&self, server_ca: &SpiffeCa) -> Result<Arc<rustls::ClientConfig>, CertError> {
+    pub fn client_config(
+        &self,
+        server_ca: &SpiffeCa,
+    ) -> Result<Arc<rustls::ClientConfig>, CertError> {
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(server_ca.root_store()?)
@@ -171,7 +174,9 @@ impl Svid {
     /// The certificate chain to present: the leaf only, since the peer
     /// trusts the CA directly.
     pub fn cert_chain(&self) -> Result<Vec<CertificateDer<'static>>, CertError> {
-        Ok(vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes())?])
+        Ok(vec![CertificateDer::from_pem_slice(
+            self.cert_pem.as_bytes(),
+        )?])
     }
 
     /// The private key.
@@ -181,7 +186,9 @@ impl Svid {
 }
 
 /// A rustls client configuration that presents no certificate.
-pub fn anonymous_client_config(server_ca: &SpiffeCa) -> Result<Arc<rustls::ClientConfig>, CertError> {
+pub fn anonymous_client_config(
+    server_ca: &SpiffeCa,
+) -> Result<Arc<rustls::ClientConfig>, CertError> {
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(server_ca.root_store()?)
@@ -220,7 +227,9 @@ mod tests {
     #[test]
     fn svid_has_the_x509_svid_shape() {
         let ca = SpiffeCa::new("example.org").unwrap();
-        let svid = ca.issue("spiffe://example.org/ns/web/sa/frontend", &[]).unwrap();
+        let svid = ca
+            .issue("spiffe://example.org/ns/web/sa/frontend", &[])
+            .unwrap();
         let der = svid.cert_chain().unwrap().remove(0);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         let sans: Vec<_> = cert
@@ -236,7 +245,13 @@ mod tests {
         assert!(!cert.is_ca());
         let ku = cert.key_usage().unwrap().unwrap().value;
         assert!(ku.digital_signature() && !ku.key_cert_sign() && !ku.crl_sign());
-        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
         let ca_der = ca.issuer.der().clone();
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).unwrap();
@@ -245,13 +260,18 @@ mod tests {
     #[test]
     fn rejects_non_spiffe_ids() {
         let ca = SpiffeCa::new("example.org").unwrap();
-        assert!(matches!(ca.issue("https://x", &[]), Err(CertError::NotSpiffe(_))));
+        assert!(matches!(
+            ca.issue("https://x", &[]),
+            Err(CertError::NotSpiffe(_))
+        ));
     }
 
     #[test]
     fn builds_rustls_configs() {
         let ca = SpiffeCa::new("example.org").unwrap();
-        let svid = ca.issue_local_server("spiffe://example.org/server").unwrap();
+        let svid = ca
+            .issue_local_server("spiffe://example.org/server")
+            .unwrap();
         svid.client_config(&ca).unwrap();
         anonymous_client_config(&ca).unwrap();
     }

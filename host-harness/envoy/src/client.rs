@@ -127,7 +127,13 @@ where
             )
         })
         .collect();
-    let body = resp.into_body().collect().await.map_err(client_err)?.to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(client_err)?
+        .to_bytes()
+        .to_vec();
     conn.abort();
     Ok(Response {
         status,

@@ -62,7 +62,9 @@ impl Envoy {
     /// until its admin interface reports it live.
     pub async fn start(config: &str) -> Result<Self, EnvoyError> {
         let binary = envoy_binary()?;
-        let dir = tempfile::Builder::new().prefix("meshward-envoy-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("meshward-envoy-")
+            .tempdir()?;
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config)?;
         let admin_path = dir.path().join("admin-address");
@@ -134,7 +136,10 @@ impl Envoy {
     pub async fn admin_get(&self, path: &str) -> Result<String, EnvoyError> {
         let resp = send(self.admin, None, &Request::get(path)).await?;
         if resp.status != 200 {
-            return Err(EnvoyError::Admin(format!("{path} answered {}", resp.status)));
+            return Err(EnvoyError::Admin(format!(
+                "{path} answered {}",
+                resp.status
+            )));
         }
         Ok(resp.text())
     }
@@ -210,7 +215,13 @@ fn regex_escape(s: &str) -> String {
 /// Runs `envoy --mode validate` on a configuration file.
 pub fn validate(config_path: &Path) -> Result<(), EnvoyError> {
     let out = Command::new(envoy_binary()?)
-        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warning"])
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "--log-level",
+            "warning",
+        ])
         .arg("--config-path")
         .arg(config_path)
         .stdin(Stdio::null())

@@ -49,7 +49,9 @@ impl Sidecar {
         let server = ca
             .issue_local_server(&format!("spiffe://{}/ns/default/sa/app", spec.trust_domain))
             .map_err(cert_err)?;
-        let files = tempfile::Builder::new().prefix("meshward-sidecar-").tempdir()?;
+        let files = tempfile::Builder::new()
+            .prefix("meshward-sidecar-")
+            .tempdir()?;
         let write = |name: &str, text: &str| -> std::io::Result<String> {
             let path = files.path().join(name);
             std::fs::write(&path, text)?;
@@ -80,7 +82,11 @@ impl Sidecar {
 
     /// Sends `request` as the workload holding `svid`, or with no client
     /// certificate when `svid` is `None`.
-    pub async fn request(&self, svid: Option<&Svid>, request: &Request) -> Result<Response, EnvoyError> {
+    pub async fn request(
+        &self,
+        svid: Option<&Svid>,
+        request: &Request,
+    ) -> Result<Response, EnvoyError> {
         let tls = match svid {
             Some(svid) => svid.client_config(&self.ca),
             None => anonymous_client_config(&self.ca),

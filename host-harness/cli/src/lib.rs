@@ -1,1 +1,0 @@
-//! meshward: the policy author's command line.
