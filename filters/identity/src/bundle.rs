@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::spiffe_id::TrustDomain;
@@ -72,6 +72,7 @@ impl JwtKey {
         if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
             return Err(bad("symmetric (`oct`) keys are not accepted"));
         }
+        check_public_key(&jwk.algorithm).map_err(|m| bad(&m))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
         let family = key.family();
         let alg = match jwk.common.key_algorithm {
@@ -314,6 +315,47 @@ struct BundleRepr {
     spiffe_sequence: Option<u64>,
     #[serde(default)]
     spiffe_refresh_hint: Option<i64>,
+}
+
+/// jsonwebtoken takes key components on trust and fails only when a token
+/// arrives; checking them here turns a broken key into a configuration error.
+fn check_public_key(params: &AlgorithmParameters) -> Result<(), String> {
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| "a key component is not base64url".to_owned())
+    };
+    match params {
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let mut point = vec![4u8];
+            point.extend(b64(&ec.x)?);
+            point.extend(b64(&ec.y)?);
+            let ok = match ec.curve {
+                EllipticCurve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
+                EllipticCurve::P384 => p384::PublicKey::from_sec1_bytes(&point).is_ok(),
+                _ => return Err("only P-256 and P-384 EC keys are supported".to_owned()),
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err("the EC point is not on its curve".to_owned())
+            }
+        }
+        AlgorithmParameters::RSA(r) => {
+            let n = rsa::BigUint::from_bytes_be(&b64(&r.n)?);
+            let e = rsa::BigUint::from_bytes_be(&b64(&r.e)?);
+            let key = rsa::RsaPublicKey::new(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
+            if rsa::traits::PublicKeyParts::size(&key) * 8 < 2048 {
+                return Err("RSA keys must have at least 2048 bits".to_owned());
+            }
+            Ok(())
+        }
+        AlgorithmParameters::OctetKeyPair(okp) => match (&okp.curve, b64(&okp.x)?.len()) {
+            (EllipticCurve::Ed25519, 32) => Ok(()),
+            _ => Err("only 32-byte Ed25519 OKP keys are supported".to_owned()),
+        },
+        _ => Err("unsupported key type".to_owned()),
+    }
 }
 
 fn check_unique_kids(keys: &[JwtKey]) -> Result<(), BundleError> {

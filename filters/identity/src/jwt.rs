@@ -398,8 +398,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
         Some(Value::Number(n)) => n
             .as_i64()
             .or_else(|| {
+                // Beyond ±2^62 a float is no real date; refuse it rather
+                // than let the cast saturate into "never expires".
                 n.as_f64()
-                    .filter(|f| f.is_finite())
+                    .filter(|f| f.is_finite() && f.abs() < 4.6e18)
                     .map(|f| f.floor() as i64)
             })
             .map(Some)

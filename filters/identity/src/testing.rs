@@ -29,7 +29,10 @@ fn ca_params(name: &str, path_len: Option<u8>) -> CertificateParams {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     p.distinguished_name = dn;
-    p.is_ca = IsCa::Ca(path_len.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained));
+    p.is_ca = IsCa::Ca(path_len.map_or(
+        BasicConstraints::Unconstrained,
+        BasicConstraints::Constrained,
+    ));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.not_before = ymd(-365);
     p.not_after = ymd(365);
@@ -55,18 +58,30 @@ impl Ca {
     }
 
     /// An intermediate CA signed by this one, shaped by `edit`.
-    pub(crate) fn intermediate(&self, name: &str, edit: impl FnOnce(&mut CertificateParams)) -> Self {
+    pub(crate) fn intermediate(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = ca_params(name, None);
         edit(&mut params);
-        let der = params.signed_by(&key, &self.issuer()).unwrap().der().to_vec();
+        let der = params
+            .signed_by(&key, &self.issuer())
+            .unwrap()
+            .der()
+            .to_vec();
         Self { params, key, der }
     }
 
     /// A leaf signed by this CA.
     pub(crate) fn leaf(&self, spec: &LeafSpec) -> Vec<u8> {
         let key = KeyPair::generate().unwrap();
-        spec.params().signed_by(&key, &self.issuer()).unwrap().der().to_vec()
+        spec.params()
+            .signed_by(&key, &self.issuer())
+            .unwrap()
+            .der()
+            .to_vec()
     }
 
     pub(crate) fn bundle_key(&self) -> serde_json::Value {
@@ -100,7 +115,10 @@ impl Default for LeafSpec {
             dns: vec![],
             is_ca: IsCa::ExplicitNoCa,
             key_usages: vec![KeyUsagePurpose::DigitalSignature],
-            ekus: vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+            ekus: vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
             not_before: NOW - DAY,
             not_after: NOW + DAY,
             extra: vec![],
@@ -122,9 +140,13 @@ impl LeafSpec {
             .uris
             .iter()
             .map(|u| SanType::URI(u.as_str().try_into().unwrap()))
-            .chain(self.dns.iter().map(|d| SanType::DnsName(d.as_str().try_into().unwrap())))
+            .chain(
+                self.dns
+                    .iter()
+                    .map(|d| SanType::DnsName(d.as_str().try_into().unwrap())),
+            )
             .collect();
-        p.is_ca = self.is_ca.clone();
+        p.is_ca = self.is_ca;
         p.key_usages = self.key_usages.clone();
         p.extended_key_usages = self.ekus.clone();
         p.not_before = time::OffsetDateTime::from_unix_timestamp(self.not_before).unwrap();
@@ -141,7 +163,10 @@ pub(crate) fn pem(der: &[u8]) -> String {
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// URL-encodes PEM the way Envoy writes XFCC `Cert=` values.
@@ -167,12 +192,23 @@ pub(crate) struct TokenKey {
 impl TokenKey {
     pub(crate) fn ec(kid: &str) -> Self {
         let kp = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        Self::from_pkcs8(kid, Algorithm::ES256, &kp.serialize_der(), EncodingKey::from_ec_der)
+        Self::from_pkcs8(
+            kid,
+            Algorithm::ES256,
+            &kp.serialize_der(),
+            EncodingKey::from_ec_der,
+        )
     }
 
     pub(crate) fn ed(kid: &str) -> Self {
-        let kp = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        Self::from_pkcs8(kid, Algorithm::EdDSA, &kp.serialize_der(), EncodingKey::from_ed_der)
+        // jsonwebtoken reads only the 48-byte PKCS#8 v1 form (ring writes v2),
+        // so write it by hand: a fixed header, then the 32-byte seed.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&rand::random::<[u8; 32]>());
+        Self::from_pkcs8(kid, Algorithm::EdDSA, &der, EncodingKey::from_ed_der)
     }
 
     pub(crate) fn rsa(kid: &str, alg: Algorithm) -> Self {
