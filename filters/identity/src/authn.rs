@@ -474,6 +474,10 @@ pub struct Identity {
     pub jwt_svid: Option<JwtSvid>,
     /// The end-user token, when configured and present.
     pub end_user: Option<EndUserClaims>,
+    /// Request headers to remove before setting `headers_to_set`: every
+    /// header any `claims_to_headers` rule writes, so a client cannot supply
+    /// one itself when the claim is absent or another issuer's rule applied.
+    pub headers_to_remove: Vec<String>,
     /// Request headers to set, from `claims_to_headers`, in order.
     pub headers_to_set: Vec<(String, String)>,
 }
@@ -637,11 +641,21 @@ pub fn authenticate(
         Some(c) => check_end_user(c, facts, now_unix_secs, &mut headers_to_set)?,
         None => None,
     };
+    let mut headers_to_remove: Vec<String> = config
+        .jwt
+        .iter()
+        .flat_map(|j| &j.providers)
+        .flat_map(|p| &p.claims_to_headers)
+        .map(|c| c.header.clone())
+        .collect();
+    headers_to_remove.sort();
+    headers_to_remove.dedup();
     Ok(Identity {
         peer,
         presented_peer: presented,
         jwt_svid,
         end_user,
+        headers_to_remove,
         headers_to_set,
     })
 }

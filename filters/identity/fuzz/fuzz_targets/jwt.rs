@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = peek_jwt(token, 8192);
-    let (a, b) = token.split_at(token.len() / 2);
+    let mid = (0..=token.len() / 2).rev().find(|i| token.is_char_boundary(*i)).unwrap_or(0);
+    let (a, b) = token.split_at(mid);
     let facts = PeerFacts {
         mtls: Some(vec![1]),
         uri_san: Some(b"spiffe://example.org/w".to_vec()),

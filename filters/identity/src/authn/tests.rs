@@ -42,6 +42,7 @@ fn allows_a_peer_in_an_allowed_trust_domain() {
     assert_eq!(id.jwt_svid, None);
     assert_eq!(id.end_user, None);
     assert!(id.headers_to_set.is_empty());
+    assert!(id.headers_to_remove.is_empty());
 }
 
 #[test]
@@ -506,6 +507,7 @@ fn end_user_jwt_is_verified_and_copied() {
         let user = id.end_user.unwrap();
         assert_eq!(user.issuer, "https://issuer.example");
         assert_eq!(user.subject.as_deref(), Some("alice"));
+        assert_eq!(id.headers_to_remove, ["x-groups", "x-user"]);
         assert_eq!(
             id.headers_to_set,
             [
