@@ -75,6 +75,11 @@ impl Request {
         self
     }
 
+    /// The headers as the downstream sends them, for the stream API.
+    pub fn headers(&self) -> Headers {
+        self.headers.clone()
+    }
+
     /// Adds a body chunk; several calls send the body in several chunks.
     pub fn body(mut self, chunk: impl Into<Vec<u8>>) -> Self {
         self.chunks.push(chunk.into());

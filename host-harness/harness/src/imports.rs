@@ -748,6 +748,7 @@ fn callouts(i: &mut Imports) -> wasmtime::Result<()> {
                     token,
                     reply,
                     close: true,
+                    unary: true,
                 });
                 write_u32(&mut c, token_ptr, token)?;
                 Ok(())
@@ -822,6 +823,7 @@ fn callouts(i: &mut Imports) -> wasmtime::Result<()> {
                     token,
                     reply,
                     close: request.end_of_stream,
+                    unary: false,
                 });
                 Ok(())
             })())

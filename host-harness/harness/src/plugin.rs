@@ -355,8 +355,40 @@ impl Plugin {
                     token,
                     reply,
                     close,
+                    unary,
                 } => {
                     let token = token as i32;
+                    // A unary call ends in exactly one callback, as in Envoy:
+                    // the response on success, the close on failure.
+                    if unary {
+                        if reply.status == 0 {
+                            let message = reply.messages.concat();
+                            let n = message.len() as i32;
+                            self.store.data_mut().callout = CalloutView {
+                                body: Some(message),
+                                ..CalloutView::default()
+                            };
+                            let _ = self.call(
+                                "proxy_on_grpc_receive",
+                                self.exports.on_grpc_receive.clone(),
+                                root,
+                                (root_arg, token, n),
+                            );
+                        } else {
+                            self.store.data_mut().callout = CalloutView {
+                                status: (reply.status, reply.status_message.clone()),
+                                ..CalloutView::default()
+                            };
+                            let _ = self.call(
+                                "proxy_on_grpc_close",
+                                self.exports.on_grpc_close.clone(),
+                                root,
+                                (root_arg, token, reply.status as i32),
+                            );
+                        }
+                        self.store.data_mut().callout = CalloutView::default();
+                        continue;
+                    }
                     if !reply.initial_metadata.is_empty() {
                         let n = reply.initial_metadata.len() as i32;
                         self.store.data_mut().callout = CalloutView {

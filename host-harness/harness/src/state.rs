@@ -65,6 +65,7 @@ pub(crate) enum Event {
         token: u32,
         reply: GrpcReply,
         close: bool,
+        unary: bool,
     },
 }
 
