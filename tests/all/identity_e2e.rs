@@ -1,15 +1,17 @@
 //! The identity filter inside a real Envoy, deciding real mTLS traffic.
 
-use meshward_envoy::{Request, Sidecar, SidecarSpec};
+use meshward_envoy::{FilterSpec, Request, Sidecar, SidecarSpec};
 use meshward_tests::filter_wasm;
 
 const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
 
 fn spec(plugin_config: &str) -> SidecarSpec {
     SidecarSpec {
-        wasm: filter_wasm("meshward-identity-filter"),
-        root_id: "meshward_identity".to_owned(),
-        plugin_config: plugin_config.to_owned(),
+        filters: vec![FilterSpec {
+            wasm: filter_wasm("meshward-identity-filter"),
+            root_id: "meshward_identity".to_owned(),
+            plugin_config: plugin_config.to_owned(),
+        }],
         trust_domain: "example.org".to_owned(),
     }
 }

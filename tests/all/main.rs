@@ -1,5 +1,6 @@
 //! meshward's integration tests, in one binary.
 
+mod authz_e2e;
 mod envoy_configs;
 mod harness_conformance;
 mod identity_e2e;

@@ -17,6 +17,8 @@ mod outcome;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use meshward_identity::{AuthnConfig, PeerFacts, authenticate};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -26,6 +28,10 @@ use self::outcome::{Metrics, Outcome};
 /// The header in which the verified peer SPIFFE ID is passed upstream. Any
 /// copy the client sent is removed first, so upstreams can trust it.
 const PEER_ID_HEADER: &str = "x-meshward-peer-id";
+/// The header in which the verified end-user JWT claims are passed upstream
+/// (to meshward's authorization filter), as unpadded base64url JSON; also
+/// stripped from every request first.
+const JWT_CLAIMS_HEADER: &str = "x-meshward-jwt-claims";
 
 // The entry point lives in a private module: it is exported by name for the
 // host, not part of a Rust API.
@@ -96,6 +102,7 @@ impl HttpContext for IdentityStream {
         // Strip first: whatever the decision, a client-supplied copy of a
         // header this filter vouches for must never reach the upstream.
         self.set_http_request_header(PEER_ID_HEADER, None);
+        self.set_http_request_header(JWT_CLAIMS_HEADER, None);
         if let Some(config) = &self.config {
             for name in written_headers(config) {
                 self.set_http_request_header(name, None);
@@ -113,6 +120,11 @@ impl HttpContext for IdentityStream {
         match outcome {
             Outcome::Allowed(identity) => {
                 self.set_http_request_header(PEER_ID_HEADER, Some(identity.peer.as_str()));
+                if let Some(user) = &identity.end_user {
+                    let json = serde_json::Value::Object(user.claims.clone()).to_string();
+                    let encoded = URL_SAFE_NO_PAD.encode(json);
+                    self.set_http_request_header(JWT_CLAIMS_HEADER, Some(&encoded));
+                }
                 for (name, value) in &identity.headers_to_set {
                     self.set_http_request_header(name, Some(value));
                 }

@@ -1,8 +1,12 @@
 //! `meshward demo`: the filters deciding real mTLS traffic in real Envoy.
+//!
+//! The identity filter (who is the peer?) and the authorization filter (may
+//! it do this?) run in that order in one Envoy, as Istio's AUTHN and AUTHZ
+//! phases would place them, in front of an echo application.
 
 use std::path::PathBuf;
 
-use meshward_envoy::{Request, Sidecar, SidecarSpec};
+use meshward_envoy::{FilterSpec, Request, Sidecar, SidecarSpec};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -14,6 +18,9 @@ pub(crate) struct Args {
 const TRUST_DOMAIN: &str = "example.org";
 const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
 const INTRUDER: &str = "spiffe://example.org/ns/web/sa/intruder";
+/// Shipped in `policies/demo/orders.cedar`; compiled in so the binary runs
+/// from anywhere.
+const POLICY: &str = include_str!("../../../policies/demo/orders.cedar");
 
 pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Builder::new_multi_thread()
@@ -23,33 +30,63 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .block_on(demo(args))
 }
 
-async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let wasm = args.wasm_dir.join("meshward_identity_filter.wasm");
+fn filter(
+    dir: &std::path::Path,
+    file: &str,
+    root_id: &str,
+    config: serde_json::Value,
+) -> Result<FilterSpec, String> {
+    let wasm = dir.join(file);
     if !wasm.is_file() {
         return Err(format!(
             "{} is missing: run scripts/build-wasm first",
             wasm.display()
-        )
-        .into());
+        ));
     }
-    let plugin_config = serde_json::json!({
-        "allowed_trust_domains": [TRUST_DOMAIN],
-        "allowed_ids": [FRONTEND],
-    });
-    println!(
-        "meshward demo: a SPIFFE CA for `{TRUST_DOMAIN}`, real Envoy, and the identity filter"
-    );
-    println!("  filter:  {}", wasm.display());
-    println!("  config:  {plugin_config}");
-    let sidecar = Sidecar::start(&SidecarSpec {
+    Ok(FilterSpec {
         wasm,
-        root_id: "meshward_identity".to_owned(),
-        plugin_config: plugin_config.to_string(),
+        root_id: root_id.to_owned(),
+        plugin_config: config.to_string(),
+    })
+}
+
+async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let identity = filter(
+        &args.wasm_dir,
+        "meshward_identity_filter.wasm",
+        "meshward_identity",
+        serde_json::json!({
+            "allowed_trust_domains": [TRUST_DOMAIN],
+            "allowed_ids": ["spiffe://example.org/ns/web/*"],
+        }),
+    )?;
+    let authz = filter(
+        &args.wasm_dir,
+        "meshward_authz_filter.wasm",
+        "meshward_authz",
+        serde_json::json!({
+            "cedar": {"policies": POLICY},
+            "peer_from": "identity_filter",
+        }),
+    )?;
+    println!("meshward demo: a SPIFFE CA for `{TRUST_DOMAIN}`, real Envoy, two meshward filters");
+    println!("  1. identity filter {}", identity.wasm.display());
+    println!("     {}", identity.plugin_config);
+    println!("  2. authz filter    {}", authz.wasm.display());
+    println!("     Cedar policy policies/demo/orders.cedar:");
+    for line in POLICY
+        .lines()
+        .filter(|l| !l.starts_with("//") && !l.trim().is_empty())
+    {
+        println!("       {line}");
+    }
+    let sidecar = Sidecar::start(&SidecarSpec {
+        filters: vec![identity, authz],
         trust_domain: TRUST_DOMAIN.to_owned(),
     })
     .await?;
     println!(
-        "  Envoy:   mTLS listener on {}, application behind it on {}",
+        "  Envoy: mTLS listener on {}, echo application behind it on {}",
         sidecar.listener_addr(),
         sidecar.upstream_addr()
     );
@@ -58,13 +95,15 @@ async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let frontend = sidecar.ca.issue(FRONTEND, &[])?;
     let intruder = sidecar.ca.issue(INTRUDER, &[])?;
     let cases = [
-        (Some(&frontend), FRONTEND),
-        (Some(&intruder), INTRUDER),
-        (None, "(no client certificate)"),
+        (Some(&frontend), FRONTEND, "GET", "/api/orders", 200),
+        (Some(&frontend), FRONTEND, "DELETE", "/api/orders", 403),
+        (Some(&frontend), FRONTEND, "GET", "/admin/users", 403),
+        (Some(&intruder), INTRUDER, "GET", "/api/orders", 403),
+        (None, "(no client certificate)", "GET", "/api/orders", 403),
     ];
-    let mut statuses = Vec::new();
-    for (svid, who) in cases {
-        let resp = sidecar.request(svid, &Request::get("/api/orders")).await?;
+    let mut wrong = Vec::new();
+    for (svid, who, method, path, expected) in cases {
+        let resp = sidecar.request(svid, &Request::new(method, path)).await?;
         let verdict = match resp.header("x-meshward-deny-reason") {
             Some(reason) => format!("DENIED  {} {reason}", resp.status),
             None => {
@@ -75,32 +114,35 @@ async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 )
             }
         };
-        println!("  GET /api/orders as {who:<42} -> {verdict}");
-        statuses.push(resp.status);
+        println!("  {method:<6} {path:<12} as {who:<40} -> {verdict}");
+        if resp.status != expected {
+            wrong.push(format!(
+                "{method} {path} as {who}: {} (expected {expected})",
+                resp.status
+            ));
+        }
     }
 
     println!();
-    println!("decisions logged by the filter inside Envoy:");
+    println!("decisions logged by the filters inside Envoy:");
     for line in sidecar.envoy.logs().lines() {
-        if let Some((_, json)) = line.split_once("meshward-identity decision ") {
-            println!("  {json}");
+        for tag in ["meshward-identity decision ", "meshward-authz decision "] {
+            if let Some((_, json)) = line.split_once(tag) {
+                println!("  {}{json}", tag.trim_end_matches("decision "));
+            }
         }
     }
-    let allowed = sidecar
-        .envoy
-        .stat("wasmcustom.meshward_identity_allowed")
-        .await?;
-    let denied = sidecar
-        .envoy
-        .stat("wasmcustom.meshward_identity_denied")
-        .await?;
-    println!(
-        "Envoy stats: wasmcustom.meshward_identity_allowed {} wasmcustom.meshward_identity_denied {}",
-        allowed.unwrap_or(0),
-        denied.unwrap_or(0)
-    );
-    if statuses != [200, 403, 403] {
-        return Err(format!("expected 200, 403, 403 but got {statuses:?}").into());
+    println!("Envoy stats:");
+    for stat in [
+        "wasmcustom.meshward_identity_allowed",
+        "wasmcustom.meshward_identity_denied",
+        "wasmcustom.meshward_authz_allowed",
+        "wasmcustom.meshward_authz_denied",
+    ] {
+        println!("  {stat}: {}", sidecar.envoy.stat(stat).await?.unwrap_or(0));
+    }
+    if !wrong.is_empty() {
+        return Err(format!("unexpected decisions: {}", wrong.join("; ")).into());
     }
     Ok(())
 }

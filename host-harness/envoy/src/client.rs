@@ -27,8 +27,13 @@ pub struct Request {
 impl Request {
     /// A `GET` of `path` with no extra headers.
     pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    /// A request with this method and path, no extra headers and no body.
+    pub fn new(method: &str, path: &str) -> Self {
         Self {
-            method: "GET".to_owned(),
+            method: method.to_owned(),
             path: path.to_owned(),
             headers: Vec::new(),
             body: Vec::new(),

@@ -10,15 +10,22 @@ use crate::process::{Envoy, EnvoyError};
 use crate::template::{Template, yaml_quote};
 use crate::upstream::EchoUpstream;
 
-/// What to run in the sidecar.
+/// One proxy-wasm filter in the sidecar's HTTP chain.
 #[derive(Debug, Clone)]
-pub struct SidecarSpec {
+pub struct FilterSpec {
     /// The filter's `.wasm`.
     pub wasm: PathBuf,
-    /// Its root id.
+    /// Its root id; also its VM id, so each filter gets its own VM.
     pub root_id: String,
     /// Its JSON plugin configuration.
     pub plugin_config: String,
+}
+
+/// What to run in the sidecar.
+#[derive(Debug, Clone)]
+pub struct SidecarSpec {
+    /// The HTTP filters in chain order: one or two.
+    pub filters: Vec<FilterSpec>,
     /// The trust domain of the mesh's CA.
     pub trust_domain: String,
 }
@@ -37,9 +44,14 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// The template this sidecar is rendered from.
-    pub fn template_path() -> PathBuf {
-        workspace_root().join("envoy-config/sidecar-inbound.yaml")
+    /// The template a sidecar with `filters` filters is rendered from.
+    pub fn template_path(filters: usize) -> Option<PathBuf> {
+        let name = match filters {
+            1 => "sidecar-inbound.yaml",
+            2 => "sidecar-inbound-chain.yaml",
+            _ => return None,
+        };
+        Some(workspace_root().join("envoy-config").join(name))
     }
 
     /// Issues certificates, writes them out, starts the application and
@@ -62,11 +74,27 @@ impl Sidecar {
         values.insert("CA", write("ca.pem", &ca.cert_pem())?);
         values.insert("CERT", write("server.pem", &server.cert_pem)?);
         values.insert("KEY", write("server-key.pem", &server.key_pem)?);
-        values.insert("WASM", spec.wasm.display().to_string());
-        values.insert("ROOT_ID", spec.root_id.clone());
-        values.insert("PLUGIN_CONFIG", yaml_quote(&spec.plugin_config));
+        let mut names = Vec::new();
+        for n in 0..spec.filters.len() {
+            names.push([
+                format!("WASM_{n}"),
+                format!("ROOT_ID_{n}"),
+                format!("PLUGIN_CONFIG_{n}"),
+            ]);
+        }
+        for (filter, [wasm, root_id, config]) in spec.filters.iter().zip(&names) {
+            values.insert(wasm.as_str(), filter.wasm.display().to_string());
+            values.insert(root_id.as_str(), filter.root_id.clone());
+            values.insert(config.as_str(), yaml_quote(&filter.plugin_config));
+        }
         values.insert("UPSTREAM_PORT", upstream.addr().port().to_string());
-        let config = Template::load(&Self::template_path())
+        let template = Self::template_path(spec.filters.len()).ok_or_else(|| {
+            EnvoyError::Admin(format!(
+                "no sidecar template for {} filters",
+                spec.filters.len()
+            ))
+        })?;
+        let config = Template::load(&template)
             .and_then(|t| t.render(&values))
             .map_err(|e| EnvoyError::Admin(format!("rendering the sidecar configuration: {e}")))?;
         let envoy = Envoy::start(&config).await?;

@@ -1,0 +1,165 @@
+//! The filter's JSON configuration: the Cedar engine's own configuration plus
+//! what the filter does around each decision.
+
+use std::collections::BTreeMap;
+
+use meshward_policy::{ConfigError, PolicyEngine};
+use serde::Deserialize;
+
+/// Where the peer's identity comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PeerFrom {
+    /// The mTLS connection itself (`connection.uri_san_peer_certificate`),
+    /// so the filter works alone.
+    #[default]
+    Connection,
+    /// The `x-meshward-peer-id` header written by meshward's identity
+    /// filter, which runs earlier in the same chain and strips client copies.
+    /// Never configure this without the identity filter in front.
+    IdentityFilter,
+}
+
+/// Which decisions get a log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DecisionLog {
+    /// Every decision.
+    #[default]
+    All,
+    /// Denials and dry-run denials only.
+    Denies,
+    /// None (counters still count).
+    None,
+}
+
+/// The local reply for a denied request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DenyResponse {
+    #[serde(default = "forbidden")]
+    pub(crate) status: u32,
+    /// The body; `{reason}` is replaced by the reason code. Policy ids and
+    /// policy text are never sent to the client, only logged.
+    #[serde(default = "default_body")]
+    pub(crate) body: String,
+    /// Extra response headers.
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+impl Default for DenyResponse {
+    fn default() -> Self {
+        Self {
+            status: forbidden(),
+            body: default_body(),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+fn forbidden() -> u32 {
+    403
+}
+
+fn default_body() -> String {
+    "meshward: access denied: {reason}\n".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repr {
+    /// Passed verbatim to `PolicyEngine::from_config`.
+    cedar: serde_json::Value,
+    #[serde(default)]
+    peer_from: PeerFrom,
+    #[serde(default)]
+    deny: DenyResponse,
+    #[serde(default)]
+    decision_log: DecisionLog,
+}
+
+/// A configuration the filter accepted.
+pub(crate) struct FilterConfig {
+    pub(crate) engine: PolicyEngine,
+    pub(crate) peer_from: PeerFrom,
+    pub(crate) deny: DenyResponse,
+    pub(crate) decision_log: DecisionLog,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FilterConfigError {
+    #[error("invalid configuration: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Engine(#[from] ConfigError),
+    #[error("deny status `{0}` is not a 4xx or 5xx status")]
+    Status(u32),
+}
+
+impl FilterConfig {
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, FilterConfigError> {
+        let repr: Repr = serde_json::from_slice(bytes)?;
+        // A 2xx or 3xx "denial" would look like success to clients and to
+        // Envoy's own stats.
+        if !(400..600).contains(&repr.deny.status) {
+            return Err(FilterConfigError::Status(repr.deny.status));
+        }
+        let engine = PolicyEngine::from_config(repr.cedar.to_string().as_bytes())?;
+        Ok(Self {
+            engine,
+            peer_from: repr.peer_from,
+            deny: repr.deny,
+            decision_log: repr.decision_log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PERMIT: &str = r#"@id(\"all\") permit(principal, action, resource);"#;
+
+    #[test]
+    fn accepts_a_full_configuration() {
+        let json = format!(
+            r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "dry_run"}},
+                "peer_from": "identity_filter",
+                "deny": {{"status": 401, "body": "no: {{reason}}", "headers": {{"x-a": "b"}}}},
+                "decision_log": "denies"}}"#
+        );
+        let c = FilterConfig::from_json(json.as_bytes()).unwrap();
+        assert_eq!(c.peer_from, PeerFrom::IdentityFilter);
+        assert_eq!(c.deny.status, 401);
+        assert_eq!(c.decision_log, DecisionLog::Denies);
+        assert_eq!(c.engine.mode(), meshward_policy::Mode::DryRun);
+    }
+
+    #[test]
+    fn defaults_are_the_strict_ones() {
+        let json = format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}}}"#);
+        let c = FilterConfig::from_json(json.as_bytes()).unwrap();
+        assert_eq!(c.peer_from, PeerFrom::Connection);
+        assert_eq!(c.deny, DenyResponse::default());
+        assert_eq!(c.engine.mode(), meshward_policy::Mode::Enforce);
+    }
+
+    #[test]
+    fn refuses_bad_configurations() {
+        for bad in [
+            String::new(),
+            "{}".to_owned(),
+            r#"{"cedar": {"policies": "permit(principal, action, resource"}}"#.to_owned(),
+            r#"{"cedar": {"policies": "permit(principal, action, resource) when { context.nope };"}}"#
+                .to_owned(),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "peer_from": "header"}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "deny": {{"status": 200}}}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "decison_log": "all"}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "audit"}}}}"#),
+        ] {
+            assert!(FilterConfig::from_json(bad.as_bytes()).is_err(), "accepted {bad}");
+        }
+    }
+}
