@@ -4,4 +4,5 @@ mod authz_e2e;
 mod envoy_configs;
 mod harness_conformance;
 mod identity_e2e;
+mod policy_suites;
 mod wasm_imports;
