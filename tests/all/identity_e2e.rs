@@ -104,3 +104,90 @@ async fn invalid_configuration_is_refused() {
     );
     assert!(err.contains("Unable to create Wasm plugin"), "{err}");
 }
+
+/// An end-user token issuer: a P-256 key and its public JWK.
+struct Issuer {
+    key: jsonwebtoken::EncodingKey,
+    jwk: serde_json::Value,
+}
+
+impl Issuer {
+    fn new(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der());
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
+        let mut jwk = serde_json::to_value(jwk).unwrap();
+        jwk["kid"] = kid.into();
+        Self { key, jwk }
+    }
+
+    fn sign(&self, claims: serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = self.jwk["kid"].as_str().map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifies_end_user_jwts() {
+    let issuer = Issuer::new("k1");
+    let config = serde_json::json!({
+        "allowed_trust_domains": ["example.org"],
+        "jwt": {"providers": [{
+            "issuer": "https://idp.example.org",
+            "audiences": ["orders"],
+            "jwks": {"keys": [issuer.jwk]},
+            "claims_to_headers": [{"claim": "sub", "header": "x-user"}],
+        }]},
+    });
+    let sidecar = Sidecar::start(&spec(&config.to_string())).await.unwrap();
+    let frontend = sidecar.ca.issue(FRONTEND, &[]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |exp: u64, aud: &str| serde_json::json!({"iss": "https://idp.example.org", "sub": "alice", "aud": aud, "exp": exp, "groups": ["admins"]});
+    let bearer = |token: String| {
+        Request::get("/api/orders").header("authorization", &format!("Bearer {token}"))
+    };
+
+    // A valid token: the application sees the subject and the verified
+    // claims, never the values the client tried to set itself.
+    let req = bearer(issuer.sign(claims(now + 600, "orders")))
+        .header("x-user", "mallory")
+        .header("x-meshward-jwt-claims", "e30");
+    let resp = sidecar.request(Some(&frontend), &req).await.unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let app: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(app["headers"]["x-user"], "alice");
+    let encoded = app["headers"]["x-meshward-jwt-claims"].as_str().unwrap();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap();
+    let forwarded: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(forwarded["groups"], serde_json::json!(["admins"]));
+
+    let forger = Issuer::new("k1");
+    for (req, reason) in [
+        (
+            bearer(issuer.sign(claims(now - 3600, "orders"))),
+            "jwt_expired",
+        ),
+        (
+            bearer(issuer.sign(claims(now + 600, "billing"))),
+            "jwt_wrong_audience",
+        ),
+        (
+            bearer(forger.sign(claims(now + 600, "orders"))),
+            "jwt_bad_signature",
+        ),
+        (bearer("not.a.jwt".to_owned()), "jwt_malformed"),
+        (Request::get("/api/orders"), "jwt_missing"),
+    ] {
+        let resp = sidecar.request(Some(&frontend), &req).await.unwrap();
+        assert_eq!(resp.status, 401, "{reason}: {}", resp.text());
+        assert_eq!(resp.header("x-meshward-deny-reason"), Some(reason));
+    }
+}

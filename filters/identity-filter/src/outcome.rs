@@ -45,6 +45,15 @@ impl Outcome {
     pub(crate) fn response(&self) -> (u32, String) {
         let status = match self {
             Self::Allowed(_) => 200,
+            // A missing or bad token is a failure to authenticate, answered
+            // 401 as Istio's RequestAuthentication does; a peer that is
+            // known but not admitted is 403, as Istio's RBAC answers.
+            Self::Denied(
+                Denial::MissingJwt
+                | Denial::InvalidJwt(_)
+                | Denial::MissingJwtSvid
+                | Denial::InvalidJwtSvid(_),
+            ) => 401,
             Self::Denied(_) => 403,
             // The filter cannot serve at all, as when Envoy fails a plugin
             // closed.
