@@ -596,3 +596,15 @@ fn runaway_filters_are_stopped() {
     assert_eq!(e.status(), 503);
     assert_eq!(e.failure.unwrap().kind, FailureKind::MemoryLimit(64 << 20));
 }
+
+/// In `proxy_on_log` a map that never arrived reads as `NOT_FOUND` (the
+/// Rust SDK would trap on `BAD_ARGUMENT`), as in Envoy's access-log phase.
+#[test]
+fn on_log_sees_missing_response_as_not_found() {
+    let mut plugin = plugin();
+    let mut s = plugin.stream();
+    s.request_headers(Request::get("/op/basic").headers(), true);
+    let e = s.finish();
+    assert!(e.failure.is_none(), "{:?}", e.failure);
+    assert!(logged(&plugin, "access /op/basic "), "{:?}", plugin.logs());
+}

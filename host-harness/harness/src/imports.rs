@@ -418,6 +418,16 @@ fn streams(i: &mut Imports) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// Envoy answers `NOT_FOUND` for a map that does not exist while access
+/// logs run (`proxy_on_log`), and `BAD_ARGUMENT` at any other time.
+fn missing_map(s: &HostState) -> Status {
+    if s.access_log {
+        Status::NotFound
+    } else {
+        Status::BadArgument
+    }
+}
+
 fn maps(i: &mut Imports) -> wasmtime::Result<()> {
     fn map_of(kind: i32) -> Result<MapType, Status> {
         MapType::from_abi(kind).ok_or(Status::BadArgument)
@@ -429,7 +439,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
             ret((|| {
                 let kind = map_of(kind)?;
                 let key = read_string(&c, key, key_len)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 let value = crate::http::find_header(map, &key)
                     .ok_or(Status::NotFound)?
                     .to_owned();
@@ -445,7 +456,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
                 let kind = map_of(kind)?;
                 let key = read_string(&c, key, key_len)?.to_ascii_lowercase();
                 let value = read_string(&c, value, value_len)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 map.push((key, value));
                 Ok(())
             })())
@@ -459,7 +471,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
                 let kind = map_of(kind)?;
                 let key = read_string(&c, key, key_len)?.to_ascii_lowercase();
                 let value = read_string(&c, value, value_len)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 // Replaces the first value in place and drops the others,
                 // keeping the header's position, or adds it.
                 match map.iter().position(|(k, _)| *k == key) {
@@ -487,7 +500,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
             ret((|| {
                 let kind = map_of(kind)?;
                 let key = read_string(&c, key, key_len)?.to_ascii_lowercase();
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 map.retain(|(k, _)| *k != key);
                 Ok(())
             })())
@@ -499,7 +513,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
         |mut c: C<'_>, kind: i32, ptr_ptr: i32, size_ptr: i32| {
             ret((|| {
                 let kind = map_of(kind)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 let bytes = if map.is_empty() {
                     Vec::new()
                 } else {
@@ -516,7 +531,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
             ret((|| {
                 let kind = map_of(kind)?;
                 let pairs = decode_headers(&read(&c, ptr, len)?)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 *map = pairs;
                 Ok(())
             })())
@@ -528,7 +544,8 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
         |mut c: C<'_>, kind: i32, size_ptr: i32| {
             ret((|| {
                 let kind = map_of(kind)?;
-                let map = c.data_mut().map(kind).ok_or(Status::BadArgument)?;
+                let missing = missing_map(c.data());
+                let map = c.data_mut().map(kind).ok_or(missing)?;
                 let size = if map.is_empty() {
                     0
                 } else {

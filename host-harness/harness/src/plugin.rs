@@ -165,6 +165,7 @@ impl Plugin {
             pending_done: None,
             done_called: false,
             exit_code: None,
+            access_log: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.memcap);

@@ -113,6 +113,7 @@ pub(crate) struct HostState {
     pub(crate) pending_done: Option<u32>,
     pub(crate) done_called: bool,
     pub(crate) exit_code: Option<i32>,
+    pub(crate) access_log: bool,
 }
 
 impl HostState {

@@ -477,7 +477,9 @@ impl<'p> HttpStream<'p> {
             if self.failure.is_none() && !self.bypass {
                 let p = &mut *self.plugin;
                 let _ = p.call("proxy_on_done", p.exports.on_done.clone(), self.id, id);
+                p.store.data_mut().access_log = true;
                 let _ = p.call("proxy_on_log", p.exports.on_log.clone(), self.id, id);
+                p.store.data_mut().access_log = false;
                 let _ = p.call("proxy_on_delete", p.exports.on_delete.clone(), self.id, id);
             }
         }
