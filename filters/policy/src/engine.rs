@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Schema, ValidationMode, Validator};
 
@@ -10,7 +11,7 @@ use crate::config::{ConfigError, EngineConfig, Mode, SHIPPED_SCHEMA};
 use crate::diag::located;
 use crate::facts::RequestFacts;
 use crate::index::{Combined, Index};
-use crate::model::{self, Names};
+use crate::model::{self, ExtCache, Names};
 
 /// The id of a policy: its `@id("...")` annotation, else `policyN` for the
 /// N-th policy (from 0) of the policies text.
@@ -21,6 +22,14 @@ impl PolicyId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Other implementations of the engine (the compiled filter, driven through
+/// a host) report their decisions with the same type.
+impl From<&str> for PolicyId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
     }
 }
 
@@ -129,6 +138,9 @@ pub struct PolicyEngine {
     index: Index,
     actions: HashMap<EntityUid, (Entity, Vec<EntityUid>)>,
     authorizer: Authorizer,
+    // A Mutex rather than a RefCell so the engine stays `Sync` for native
+    // users; a contended or poisoned lock just means building without it.
+    cache: Mutex<ExtCache>,
 }
 
 impl PolicyEngine {
@@ -160,7 +172,7 @@ impl PolicyEngine {
         let actions = action_entities(&schema)?;
         let policies = parse_policies(&config.policies)?;
         validate(&schema, &policies, &config.policies)?;
-        let index = Index::new(&policies).map_err(ConfigError::DuplicateId)?;
+        let index = Index::new(&policies).map_err(|e| ConfigError::Validation(vec![e]))?;
         let engine = Self {
             mode: config.mode,
             require_peer_identity: config.require_peer_identity,
@@ -169,6 +181,7 @@ impl PolicyEngine {
             index,
             actions,
             authorizer: Authorizer::new(),
+            cache: Mutex::new(ExtCache::default()),
         };
         engine.check_schema_fits(&schema)?;
         Ok(engine)
@@ -227,10 +240,39 @@ impl PolicyEngine {
         if self.require_peer_identity && facts.peer.is_none() {
             return Decision::denied(Reason::NoPeerIdentity, None);
         }
-        match model::build(&self.names, facts, |a| self.actions.get(a).cloned(), None) {
+        match self.build_request(facts, None) {
             Ok(built) => Decision::from_combined(evaluate(&built)),
             Err(e) => Decision::denied(Reason::BadRequest, Some(e.to_string())),
         }
+    }
+
+    fn build_request(
+        &self,
+        facts: &RequestFacts,
+        schema: Option<&Schema>,
+    ) -> Result<model::Built, model::BuildError> {
+        let actions = |a: &EntityUid| self.actions.get(a).cloned();
+        match self.cache.try_lock() {
+            Ok(mut cache) => model::build(&self.names, facts, actions, schema, &mut cache),
+            Err(_) => model::build(
+                &self.names,
+                facts,
+                actions,
+                schema,
+                &mut ExtCache::default(),
+            ),
+        }
+    }
+
+    /// How many policies [`PolicyEngine::decide`] evaluates for `facts`.
+    #[cfg(test)]
+    pub(crate) fn reachable_policies(&self, facts: &RequestFacts) -> usize {
+        self.build_request(facts, None)
+            .map(|b| {
+                self.index
+                    .reachable(&b.principal_keys, &b.action_keys, &b.resource_keys)
+            })
+            .unwrap_or_default()
     }
 
     /// Builds sample requests against the schema, so that a custom schema
@@ -248,13 +290,8 @@ impl PolicyEngine {
         let bare = RequestFacts::new("POST", "", "/");
         let other = RequestFacts::new("BREW", "", "/");
         for facts in [&full, &bare, &other] {
-            model::build(
-                &self.names,
-                facts,
-                |a| self.actions.get(a).cloned(),
-                Some(schema),
-            )
-            .map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
+            self.build_request(facts, Some(schema))
+                .map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
         }
         Ok(())
     }

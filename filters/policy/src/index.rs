@@ -118,7 +118,16 @@ impl Index {
             ActionConstraint::Any => vec![None],
             ActionConstraint::Eq(u) => vec![Some(u)],
             ActionConstraint::In(us) if us.is_empty() => vec![None],
-            ActionConstraint::In(us) => us.into_iter().map(Some).collect(),
+            ActionConstraint::In(us) => {
+                // `action in [a, a]` is valid Cedar; file it once.
+                let mut unique: Vec<Option<EntityUid>> = Vec::new();
+                for u in us {
+                    if !unique.iter().flatten().any(|seen| *seen == u) {
+                        unique.push(Some(u));
+                    }
+                }
+                unique
+            }
         };
         for action in actions {
             self.root
@@ -151,4 +160,18 @@ impl Index {
         }
         combined
     }
+
+    /// How many policies a request with these keys evaluates.
+    #[cfg(test)]
+    pub(crate) fn reachable(&self, p: &[EntityUid], a: &[EntityUid], r: &[EntityUid]) -> usize {
+        self.root
+            .visit(p)
+            .flat_map(|l| l.visit(a))
+            .flat_map(|l| l.visit(r))
+            .map(|leaf| leaf.policies().count())
+            .sum()
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -94,6 +94,47 @@ impl Names {
     }
 }
 
+/// Extension values of recent requests.
+///
+/// Cedar's `RestrictedExpression::new_ip` and `new_datetime` run Cedar's
+/// parser on the function name every time (several µs each, more than the
+/// rest of a decision), so the expressions are kept for the source addresses
+/// and the second last seen. Bounded, so a scan of many source addresses
+/// cannot grow it without limit.
+#[derive(Debug, Default)]
+pub(crate) struct ExtCache {
+    ips: HashMap<std::net::IpAddr, RestrictedExpression>,
+    time: Option<(u64, RestrictedExpression)>,
+}
+
+const MAX_CACHED_IPS: usize = 1024;
+
+impl ExtCache {
+    fn ip(&mut self, ip: std::net::IpAddr) -> RestrictedExpression {
+        if let Some(e) = self.ips.get(&ip) {
+            return e.clone();
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        if self.ips.len() >= MAX_CACHED_IPS {
+            self.ips.clear();
+        }
+        self.ips.insert(ip, e.clone());
+        e
+    }
+
+    fn time(&mut self, time: SystemTime) -> RestrictedExpression {
+        let secs = unix_seconds(time);
+        match &self.time {
+            Some((s, e)) if *s == secs => e.clone(),
+            _ => {
+                let e = RestrictedExpression::new_datetime(cedar_datetime(time));
+                self.time = Some((secs, e.clone()));
+                e
+            }
+        }
+    }
+}
+
 /// A request ready for Cedar, with the uids the index looks up.
 pub(crate) struct Built {
     pub(crate) request: Request,
@@ -116,6 +157,7 @@ pub(crate) fn build(
     facts: &RequestFacts,
     action_entity: impl Fn(&EntityUid) -> Option<(Entity, Vec<EntityUid>)>,
     schema: Option<&Schema>,
+    cache: &mut ExtCache,
 ) -> Result<Built, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
 
@@ -191,16 +233,10 @@ pub(crate) fn build(
             "mtls".to_owned(),
             RestrictedExpression::new_bool(facts.mtls),
         ),
-        (
-            "time".to_owned(),
-            RestrictedExpression::new_datetime(cedar_datetime(facts.time)),
-        ),
+        ("time".to_owned(), cache.time(facts.time)),
     ];
     if let Some(source) = facts.source {
-        context.push((
-            "source_ip".to_owned(),
-            RestrictedExpression::new_ip(source.ip().to_string()),
-        ));
+        context.push(("source_ip".to_owned(), cache.ip(source.ip())));
         context.push((
             "source_port".to_owned(),
             RestrictedExpression::new_long(i64::from(source.port())),
@@ -395,19 +431,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Cedar's `datetime` text for a time, to the millisecond, in UTC. Times
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Cedar's `datetime` text for a time, to the second (policies need no
+/// more, and it lets consecutive requests share one value), in UTC. Times
 /// before 1970 are clamped to the epoch: a host clock never reports them.
 pub(crate) fn cedar_datetime(time: SystemTime) -> String {
-    let ms = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let days = ms.div_euclid(86_400_000);
-    let ms_of_day = ms.rem_euclid(86_400_000);
+    let secs = i64::try_from(unix_seconds(time)).unwrap_or(i64::MAX);
+    let days = secs.div_euclid(86_400);
+    let secs_of_day = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
-    let (min, rest) = (rest / 60_000, rest % 60_000);
-    let (s, milli) = (rest / 1000, rest % 1000);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+    let (h, rest) = (secs_of_day / 3600, secs_of_day % 3600);
+    let (min, s) = (rest / 60, rest % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
@@ -432,11 +470,11 @@ mod tests {
 
     #[test]
     fn datetime_text() {
-        assert_eq!(cedar_datetime(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
-        assert_eq!(cedar_datetime(t), "2024-02-29T23:59:59.123Z");
+        assert_eq!(cedar_datetime(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_923);
+        assert_eq!(cedar_datetime(t), "2024-02-29T23:59:59Z");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(cedar_datetime(t), "2000-02-29T00:00:00.000Z");
+        assert_eq!(cedar_datetime(t), "2000-02-29T00:00:00Z");
     }
 
     #[test]

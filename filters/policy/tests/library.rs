@@ -2,6 +2,12 @@
 //! engine, both indexed and unindexed, through the same `Decide` runner the
 //! compiled filter will be driven by.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 use std::path::{Path, PathBuf};
 
 use meshward_policy::{Decide, Decision, PolicyEngine, RequestFacts, Suite, run_suite};
