@@ -9,6 +9,10 @@
 //! been built with `scripts/build-wasm`.
 
 #![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark with a broken input must stop, not measure something else"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -133,12 +133,13 @@ impl AuthzStream {
         let deny = config.map(|c| c.deny.clone()).unwrap_or_default();
         match outcome.response(&deny) {
             None => Action::Continue,
-            Some((status, headers, body)) => {
-                let headers: Vec<(&str, &str)> = headers
+            Some(reply) => {
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                self.send_http_response(status, headers, Some(body.as_bytes()));
+                self.send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
                 Action::Pause
             }
         }

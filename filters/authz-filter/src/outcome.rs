@@ -20,6 +20,14 @@ pub(crate) enum Outcome {
     Misconfigured,
 }
 
+/// The local reply that stops a denied request.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u32,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
 /// What was asked, for the log line.
 pub(crate) struct Subject<'a> {
     pub(crate) principal: Option<&'a str>,
@@ -82,10 +90,7 @@ impl Outcome {
     }
 
     /// The local reply, when the request is to be stopped.
-    pub(crate) fn response(
-        &self,
-        deny: &DenyResponse,
-    ) -> Option<(u32, Vec<(String, String)>, String)> {
+    pub(crate) fn response(&self, deny: &DenyResponse) -> Option<Reply> {
         let (status, body) = match self {
             Self::Allowed(_) | Self::DryRunDenied(_) => return None,
             Self::Denied(_) => (deny.status, deny.body.replace("{reason}", self.code())),
@@ -100,7 +105,11 @@ impl Outcome {
             .collect();
         headers.push(("content-type".to_owned(), "text/plain".to_owned()));
         headers.push(("x-meshward-deny-reason".to_owned(), self.code().to_owned()));
-        Some((status, headers, body))
+        Some(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The decision log line, if `log` asks for one.
@@ -186,7 +195,11 @@ mod tests {
         assert!(allow.response(&DenyResponse::default()).is_none());
 
         let deny = Outcome::new(decision(FORBID), Mode::Enforce);
-        let (status, headers, body) = deny.response(&DenyResponse::default()).unwrap();
+        let Reply {
+            status,
+            headers,
+            body,
+        } = deny.response(&DenyResponse::default()).unwrap();
         assert_eq!(status, 403);
         assert_eq!(body, "meshward: access denied: forbidden\n");
         assert!(headers.contains(&("x-meshward-deny-reason".to_owned(), "forbidden".to_owned())));
@@ -204,10 +217,10 @@ mod tests {
         assert_eq!(none.code(), "no_permit");
         assert!(none.response(&DenyResponse::default()).is_some());
 
-        let (status, _, _) = Outcome::Misconfigured
+        let reply = Outcome::Misconfigured
             .response(&DenyResponse::default())
             .unwrap();
-        assert_eq!(status, 503);
+        assert_eq!(reply.status, 503);
     }
 
     #[test]

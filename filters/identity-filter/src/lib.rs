@@ -111,7 +111,7 @@ impl HttpContext for IdentityStream {
         let outcome = match self.config.clone() {
             None => Outcome::Misconfigured,
             Some(config) => match authenticate(&config, &self.facts(&config), self.now()) {
-                Ok(identity) => Outcome::Allowed(identity),
+                Ok(identity) => Outcome::Allowed(Box::new(identity)),
                 Err(denial) => Outcome::Denied(denial),
             },
         };

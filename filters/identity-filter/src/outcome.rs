@@ -7,7 +7,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 
 /// What the filter decided for one request.
 pub(crate) enum Outcome {
-    Allowed(Identity),
+    Allowed(Box<Identity>),
     Denied(Denial),
     /// No accepted configuration: deny rather than guess.
     Misconfigured,

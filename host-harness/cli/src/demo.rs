@@ -110,7 +110,10 @@ async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 let app: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
                 format!(
                     "ALLOWED {} (the application saw x-meshward-peer-id: {})",
-                    resp.status, app["headers"]["x-meshward-peer-id"]
+                    resp.status,
+                    app.pointer("/headers/x-meshward-peer-id")
+                        .cloned()
+                        .unwrap_or_default()
                 )
             }
         };

@@ -109,19 +109,17 @@ impl Envoy {
                     log_tail: self.log_tail(),
                 });
             }
-            if self.admin.port() == 0 {
-                if let Ok(text) = std::fs::read_to_string(&admin_path) {
-                    if let Ok(addr) = text.trim().parse() {
-                        self.admin = addr;
-                    }
-                }
+            if self.admin.port() == 0
+                && let Ok(text) = std::fs::read_to_string(&admin_path)
+                && let Ok(addr) = text.trim().parse()
+            {
+                self.admin = addr;
             }
-            if self.admin.port() != 0 {
-                if let Ok(body) = self.admin_get("/ready").await {
-                    if body.trim() == "LIVE" {
-                        return Ok(());
-                    }
-                }
+            if self.admin.port() != 0
+                && let Ok(body) = self.admin_get("/ready").await
+                && body.trim() == "LIVE"
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -150,15 +148,15 @@ impl Envoy {
         let body = self.admin_get("/listeners?format=json").await?;
         let json: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| EnvoyError::Admin(e.to_string()))?;
-        json["listener_statuses"]
-            .as_array()
+        json.get("listener_statuses")
+            .and_then(|l| l.as_array())
             .into_iter()
             .flatten()
-            .find(|l| l["name"] == name)
+            .find(|l| l.get("name").and_then(|n| n.as_str()) == Some(name))
             .and_then(|l| {
-                let sa = &l["local_address"]["socket_address"];
-                let ip = sa["address"].as_str()?.parse().ok()?;
-                let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
+                let sa = l.pointer("/local_address/socket_address")?;
+                let ip = sa.get("address")?.as_str()?.parse().ok()?;
+                let port = u16::try_from(sa.get("port_value")?.as_u64()?).ok()?;
                 Some(SocketAddr::new(ip, port))
             })
             .ok_or_else(|| EnvoyError::Admin(format!("no listener named `{name}`")))
