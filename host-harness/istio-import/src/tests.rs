@@ -1,0 +1,501 @@
+use meshward_identity::SpiffeId;
+use meshward_policy::{PolicyEngine, Reason, RequestFacts};
+
+use super::*;
+
+fn translate(yaml: &str) -> Imported {
+    import(yaml, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The engine as a filter would run it for Istio fidelity: requests without a
+/// peer identity are evaluated, as Istio evaluates plaintext requests.
+fn engine(yaml: &str) -> PolicyEngine {
+    let cedar = translate(yaml).cedar;
+    let config = serde_json::json!({"policies": cedar, "require_peer_identity": false});
+    PolicyEngine::from_config(config.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{cedar}"))
+}
+
+fn req(peer: Option<&str>, method: &str, host: &str, path: &str) -> RequestFacts {
+    let mut f = RequestFacts::new(method, host, path);
+    f.peer = peer.map(|p| SpiffeId::parse(&format!("spiffe://{p}")).unwrap());
+    f.mtls = f.peer.is_some();
+    f.port = 8080;
+    f
+}
+
+fn allowed(e: &PolicyEngine, f: &RequestFacts) -> bool {
+    let d = e.decide(f);
+    assert_eq!(d, e.decide_unindexed(f));
+    assert!(d.errors.is_empty(), "{d:?}");
+    d.allowed
+}
+
+const PRODUCTPAGE: &str = "cluster.local/ns/bookinfo/sa/productpage";
+
+#[test]
+fn allow_principal_methods_paths() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-viewer, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/bookinfo/sa/productpage"]
+    to:
+    - operation:
+        methods: ["GET", "HEAD"]
+        paths: ["/reviews/*", "/health"]
+"#,
+    );
+    let p = Some(PRODUCTPAGE);
+    assert!(allowed(&e, &req(p, "GET", "reviews", "/reviews/1?x=1")));
+    assert!(allowed(&e, &req(p, "HEAD", "reviews", "/health")));
+    assert!(!allowed(&e, &req(p, "POST", "reviews", "/reviews/1")));
+    assert!(!allowed(&e, &req(p, "GET", "reviews", "/ratings/1")));
+    assert!(!allowed(&e, &req(p, "GET", "reviews", "/healthz")));
+    assert!(!allowed(
+        &e,
+        &req(
+            Some("cluster.local/ns/bookinfo/sa/details"),
+            "GET",
+            "reviews",
+            "/reviews/1"
+        )
+    ));
+    assert!(!allowed(&e, &req(None, "GET", "reviews", "/reviews/1")));
+    let d = e.decide(&req(p, "GET", "reviews", "/reviews/1"));
+    assert_eq!(d.determining[0].as_str(), "bookinfo/reviews-viewer/0");
+}
+
+#[test]
+fn the_exact_principal_goes_into_the_scope() {
+    let cedar = translate(
+        r#"
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: a, namespace: n}
+spec:
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/bookinfo/sa/productpage"]}}]
+  - from: [{source: {namespaces: ["web"]}}]
+"#,
+    )
+    .cedar;
+    assert!(cedar.contains(r#"permit (principal == Mesh::Workload::"spiffe://cluster.local/ns/bookinfo/sa/productpage", action, resource);"#), "{cedar}");
+    assert!(
+        cedar.contains(r#"permit (principal in Mesh::Namespace::"web", action, resource);"#),
+        "{cedar}"
+    );
+}
+
+#[test]
+fn deny_with_not_namespaces_overrides_allow_all() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-all, namespace: bookinfo}
+spec:
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-bookinfo, namespace: bookinfo}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {notNamespaces: ["bookinfo"]}}]
+"#,
+    );
+    assert!(allowed(&e, &req(Some(PRODUCTPAGE), "DELETE", "h", "/")));
+    let d = e.decide(&req(Some("cluster.local/ns/web/sa/x"), "GET", "h", "/"));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::Forbidden);
+    assert_eq!(d.determining[0].as_str(), "bookinfo/only-bookinfo/0");
+    // A plaintext request has no namespace, so it is "not in bookinfo".
+    assert!(!allowed(&e, &req(None, "GET", "h", "/")));
+}
+
+#[test]
+fn ip_blocks_hosts_ports_and_not_paths() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: net, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {ipBlocks: ["10.0.0.0/8", "192.168.1.7"], notIpBlocks: ["10.1.0.0/16"]}}]
+    to: [{operation: {hosts: ["*.Example.com"], ports: ["8080"], notPaths: ["/private*"]}}]
+"#,
+    );
+    let at = |ip: &str, host: &str, port: u16, path: &str| {
+        let mut f = req(Some(PRODUCTPAGE), "GET", host, path);
+        f.source = Some(format!("{ip}:5000").parse().unwrap());
+        f.port = port;
+        f
+    };
+    assert!(allowed(&e, &at("10.2.3.4", "api.example.com", 8080, "/x")));
+    assert!(allowed(
+        &e,
+        &at("192.168.1.7", "API.EXAMPLE.COM:8080", 8080, "/x")
+    ));
+    assert!(!allowed(
+        &e,
+        &at("192.168.1.8", "api.example.com", 8080, "/x")
+    ));
+    assert!(!allowed(&e, &at("10.1.3.4", "api.example.com", 8080, "/x")));
+    assert!(!allowed(&e, &at("10.2.3.4", "example.org", 8080, "/x")));
+    assert!(!allowed(&e, &at("10.2.3.4", "api.example.com", 9090, "/x")));
+    assert!(!allowed(
+        &e,
+        &at("10.2.3.4", "api.example.com", 8080, "/private/key")
+    ));
+    // No source address known: the ipBlocks cannot match.
+    assert!(!allowed(
+        &e,
+        &req(Some(PRODUCTPAGE), "GET", "api.example.com", "/x")
+    ));
+}
+
+#[test]
+fn request_principals_claims_and_headers() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: jwt, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {requestPrincipals: ["https://idp.example.com/*"]}}]
+    when:
+    - key: request.auth.claims[groups]
+      values: ["admins", "ops"]
+    - key: request.auth.claims[realm][roles]
+      values: ["editor"]
+    - key: request.headers[X-Env]
+      notValues: ["prod*"]
+"#,
+    );
+    let with = |claims: serde_json::Value, env: Option<&str>| {
+        let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
+        f.jwt_claims = Some(claims);
+        if let Some(env) = env {
+            f.headers.push(("x-env".into(), env.into()));
+        }
+        f
+    };
+    let good = serde_json::json!({"iss": "https://idp.example.com", "sub": "alice",
+        "groups": ["staff", "ops"], "realm": {"roles": ["editor"]}});
+    assert!(allowed(&e, &with(good.clone(), None)));
+    assert!(allowed(&e, &with(good.clone(), Some("staging"))));
+    assert!(!allowed(&e, &with(good.clone(), Some("production"))));
+    let mut other_issuer = good.clone();
+    other_issuer["iss"] = "https://evil.example.com".into();
+    assert!(!allowed(&e, &with(other_issuer, None)));
+    let mut no_group = good.clone();
+    no_group["groups"] = serde_json::json!(["staff"]);
+    assert!(!allowed(&e, &with(no_group, None)));
+    let mut string_group = good.clone();
+    string_group["groups"] = "admins".into();
+    assert!(allowed(&e, &with(string_group, None)));
+    let mut no_role = good;
+    no_role["realm"] = serde_json::json!({"roles": []});
+    assert!(!allowed(&e, &with(no_role, None)));
+    assert!(!allowed(&e, &req(Some(PRODUCTPAGE), "GET", "h", "/")));
+}
+
+#[test]
+fn other_conditions_and_wildcard_principals() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: conds, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {principals: ["*/sa/productpage", "cluster.local/ns/admin/*"]}}]
+    when:
+    - {key: source.ip, values: ["10.0.0.0/8"]}
+    - {key: destination.port, notValues: ["9090"]}
+    - {key: connection.sni, values: ["*.svc.cluster.local"]}
+    - {key: source.namespace, notValues: ["legacy"]}
+    - {key: request.auth.audiences, values: ["api"]}
+    - {key: request.auth.presenter, values: ["web-app"]}
+"#,
+    );
+    let f = |peer: &str, port: u16, sni: Option<&str>| {
+        let mut f = req(Some(peer), "GET", "h", "/");
+        f.source = Some("10.0.0.1:1".parse().unwrap());
+        f.port = port;
+        f.sni = sni.map(str::to_owned);
+        f.jwt_claims = Some(
+            serde_json::json!({"iss": "i", "sub": "s", "aud": ["api", "x"], "azp": "web-app"}),
+        );
+        f
+    };
+    let sni = Some("reviews.bookinfo.svc.cluster.local");
+    assert!(allowed(&e, &f(PRODUCTPAGE, 8080, sni)));
+    assert!(allowed(&e, &f("cluster.local/ns/admin/sa/root", 8080, sni)));
+    assert!(!allowed(
+        &e,
+        &f("cluster.local/ns/legacy/sa/productpage", 8080, sni)
+    ));
+    assert!(!allowed(
+        &e,
+        &f("cluster.local/ns/web/sa/frontend", 8080, sni)
+    ));
+    assert!(!allowed(&e, &f(PRODUCTPAGE, 9090, sni)));
+    assert!(!allowed(&e, &f(PRODUCTPAGE, 8080, None)));
+    assert!(!allowed(
+        &e,
+        &f(PRODUCTPAGE, 8080, Some("reviews.example.com"))
+    ));
+}
+
+#[test]
+fn any_authenticated_and_deny_plaintext() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mtls-only, namespace: istio-system}
+spec:
+  action: DENY
+  rules: [{from: [{source: {notPrincipals: ["*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: authenticated, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {principals: ["*"]}}, {source: {ipBlocks: ["127.0.0.1"]}}]
+    to: [{operation: {methods: ["GET"]}}, {operation: {paths: ["/public"]}}]
+"#,
+    );
+    assert!(allowed(&e, &req(Some(PRODUCTPAGE), "GET", "h", "/x")));
+    assert!(allowed(&e, &req(Some(PRODUCTPAGE), "POST", "h", "/public")));
+    assert!(!allowed(&e, &req(Some(PRODUCTPAGE), "POST", "h", "/x")));
+    let mut plain = req(None, "GET", "h", "/x");
+    plain.source = Some("127.0.0.1:1".parse().unwrap());
+    let d = e.decide(&plain);
+    assert!(!d.allowed);
+    assert_eq!(d.determining[0].as_str(), "istio-system/mtls-only/0");
+}
+
+#[test]
+fn istio_defaults() {
+    // Only DENY policies: everything else is allowed.
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: ns}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin", "/admin/*"]}}]}]
+"#,
+    );
+    assert!(allowed(&e, &req(Some(PRODUCTPAGE), "GET", "h", "/")));
+    assert!(allowed(&e, &req(None, "GET", "h", "/")));
+    assert!(!allowed(
+        &e,
+        &req(Some(PRODUCTPAGE), "GET", "h", "/admin/x")
+    ));
+    // An ALLOW policy without rules allows nothing, and disables the default.
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing, namespace: ns}
+spec: {}
+"#,
+    );
+    let d = e.decide(&req(Some(PRODUCTPAGE), "GET", "h", "/"));
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::NoPermit);
+    // Deny-all.
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: ns}
+spec: {action: DENY, rules: [{}]}
+"#,
+    );
+    assert!(!allowed(&e, &req(Some(PRODUCTPAGE), "GET", "h", "/")));
+}
+
+#[test]
+fn untranslatable_policies_are_errors() {
+    let policy = |spec: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: ns}}\nspec:\n{spec}"
+        )
+    };
+    let cases = [
+        (
+            "  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n",
+            "action `CUSTOM` cannot be translated",
+        ),
+        ("  action: AUDIT\n  rules: [{}]\n", "action `AUDIT`"),
+        (
+            "  rules: [{from: [{source: {remoteIpBlocks: [\"1.2.3.4\"]}}]}]\n",
+            "remoteIpBlocks",
+        ),
+        (
+            "  rules: [{from: [{source: {ipBlocks: [\"10.0.0.0/33\"]}}]}]\n",
+            "`ipBlocks` value `10.0.0.0/33` is not an IP address",
+        ),
+        (
+            "  rules: [{to: [{operation: {ports: [\"http\"]}}]}]\n",
+            "`ports` value `http` is not a port number",
+        ),
+        (
+            "  rules: [{to: [{operation: {paths: [\"/a/{*}/b\"]}}]}]\n",
+            "path template",
+        ),
+        (
+            "  rules: [{to: [{operation: {hosts: [\"a.com:8080\"]}}]}]\n",
+            "with a port",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.auth.claims[groups]\", values: [\"adm*\"]}]}]\n",
+            "prefix or suffix match `adm*`",
+        ),
+        (
+            "  rules: [{when: [{key: \"experimental.envoy.filters.a\", values: [\"x\"]}]}]\n",
+            "condition on `experimental.envoy.filters.a`",
+        ),
+        (
+            "  rules: [{when: [{key: \"remote.ip\", values: [\"1.2.3.4\"]}]}]\n",
+            "`remote.ip`",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.headers[x]\"}]}]\n",
+            "neither `values` nor `notValues`",
+        ),
+        (
+            "  targetRefs: [{kind: Gateway, name: gw}]\n  rules: [{}]\n",
+            "targetRef",
+        ),
+        (
+            "  rules: [{from: [{source: {principal: [\"typo\"]}}]}]\n",
+            "unknown field `principal`",
+        ),
+    ];
+    for (spec, want) in cases {
+        let err = import(&policy(spec), &ImportOptions::default())
+            .map(|i| i.cedar)
+            .expect_err(spec);
+        assert!(err.to_string().contains(want), "{spec}: {err}");
+        assert!(
+            err.to_string().contains("`ns/p`") || matches!(err, ImportError::Yaml(_)),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn workload_selection_lists_and_other_kinds() {
+    let yaml = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: mesh-wide, namespace: istio-system}
+  spec: {action: DENY, rules: [{to: [{operation: {paths: ["/debug*"]}}]}]}
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: reviews, namespace: bookinfo}
+  spec:
+    selector: {matchLabels: {app: reviews}}
+    rules: [{from: [{source: {namespaces: ["bookinfo"]}}]}]
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: ratings, namespace: bookinfo}
+  spec:
+    selector: {matchLabels: {app: ratings}}
+    rules: [{}]
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: {name: elsewhere, namespace: web}
+  spec: {rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+"#;
+    let options = ImportOptions {
+        workload: Some(Workload::new(
+            "bookinfo",
+            [
+                ("app".to_owned(), "reviews".to_owned()),
+                ("version".to_owned(), "v2".to_owned()),
+            ],
+        )),
+        ..ImportOptions::default()
+    };
+    let imported = import(yaml, &options).unwrap();
+    assert_eq!(
+        imported.translated,
+        ["istio-system/mesh-wide", "bookinfo/reviews"]
+    );
+    assert_eq!(imported.skipped.len(), 3, "{:?}", imported.skipped);
+    assert!(
+        imported
+            .skipped
+            .iter()
+            .any(|s| s.contains("PeerAuthentication"))
+    );
+    // Without a workload, every policy is translated.
+    assert_eq!(
+        import(yaml, &ImportOptions::default())
+            .unwrap()
+            .translated
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn strings_are_escaped() {
+    let e = engine(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: esc, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {paths: ["/a\"b\\c*", "/star*literal"]}}]
+"#,
+    );
+    assert!(allowed(
+        &e,
+        &req(Some(PRODUCTPAGE), "GET", "h", "/a\"b\\cd")
+    ));
+    assert!(allowed(
+        &e,
+        &req(Some(PRODUCTPAGE), "GET", "h", "/star*literal")
+    ));
+    assert!(!allowed(
+        &e,
+        &req(Some(PRODUCTPAGE), "GET", "h", "/starXliteral")
+    ));
+}
+
+#[test]
+fn not_yaml_is_an_error() {
+    assert!(matches!(
+        import("{ not: [yaml", &ImportOptions::default()),
+        Err(ImportError::Yaml(_))
+    ));
+}
