@@ -8,6 +8,8 @@
 
 mod certs;
 mod demo;
+mod istio;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +34,11 @@ enum Command {
     Demo(demo::Args),
     /// Issue a SPIFFE CA and X.509-SVIDs for demos and local testing.
     Certs(certs::Args),
+    /// Validate Cedar policies (or an authorization-filter configuration)
+    /// against meshward's schema, as the filter will when configured.
+    Validate(validate::Args),
+    /// Translate Istio AuthorizationPolicy YAML into equivalent Cedar.
+    IstioImport(istio::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +46,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::IstioImport(args) => istio::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,54 @@
+//! `meshward istio-import`: Istio AuthorizationPolicy YAML to Cedar.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use meshward_istio_import::{ImportOptions, Workload, import};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The YAML file with AuthorizationPolicy documents, or `-` for stdin.
+    file: PathBuf,
+    /// Translate only the policies Istio would apply to a workload in this
+    /// namespace (with `--label`s); without it, every policy is translated.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// A pod label of that workload, `key=value`; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Istio's root namespace, whose policies apply mesh-wide.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+}
+
+pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let yaml = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| format!("cannot read `{}`: {e}", args.file.display()))?
+    };
+    let mut options = ImportOptions::default();
+    options.root_namespace = args.root_namespace;
+    if let Some(namespace) = &args.namespace {
+        let mut labels = Vec::new();
+        for label in &args.labels {
+            let (k, v) = label
+                .split_once('=')
+                .ok_or_else(|| format!("label `{label}` is not KEY=VALUE"))?;
+            labels.push((k.to_owned(), v.to_owned()));
+        }
+        options.workload = Some(Workload::new(namespace, labels));
+    } else if !args.labels.is_empty() {
+        return Err("--label needs --namespace".into());
+    }
+    let imported = import(&yaml, &options)?;
+    for skipped in &imported.skipped {
+        eprintln!("meshward: skipped {skipped}");
+    }
+    eprintln!("meshward: translated {}", imported.translated.join(", "));
+    print!("{}", imported.cedar);
+    Ok(())
+}
