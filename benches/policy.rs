@@ -85,6 +85,23 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(engine.decide_unindexed(black_box(&facts))))
         });
     }
+    // The engine caches request entities per peer, host and the headers,
+    // parameters and claims policies read; a peer that changes every request
+    // (more peers than the cache holds) measures the uncached path.
+    let engine = PolicyEngine::from_policies(&policy_set(1_000))
+        .unwrap_or_else(|e| unreachable!("generated policies must validate: {e}"));
+    let peers: Vec<RequestFacts> = (0..512)
+        .map(|i| {
+            let mut f = request(1_000);
+            f.peer = SpiffeId::parse(&format!("spiffe://cluster.local/ns/other/sa/p{i}")).ok();
+            f
+        })
+        .collect();
+    let mut next = peers.iter().cycle();
+    c.bench_function(
+        "policy - decide 1000 policies - indexed, new peer each request",
+        |b| b.iter(|| black_box(next.next().map(|f| engine.decide(black_box(f))))),
+    );
     let text = policy_set(1_000);
     c.bench_function(
         "policy - configure 1000 policies - validate and index",

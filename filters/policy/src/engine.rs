@@ -11,7 +11,7 @@ use crate::config::{ConfigError, EngineConfig, Mode, SHIPPED_SCHEMA};
 use crate::diag::located;
 use crate::facts::RequestFacts;
 use crate::index::{Combined, Index};
-use crate::model::{self, ExtCache, Names};
+use crate::model::{self, ExtCache, Names, TagFilter};
 
 /// The id of a policy: its `@id("...")` annotation, else `policyN` for the
 /// N-th policy (from 0) of the policies text.
@@ -138,6 +138,7 @@ pub struct PolicyEngine {
     index: Index,
     actions: HashMap<EntityUid, (Entity, Vec<EntityUid>)>,
     authorizer: Authorizer,
+    tags: TagFilter,
     // A Mutex rather than a RefCell so the engine stays `Sync` for native
     // users; a contended or poisoned lock just means building without it.
     cache: Mutex<ExtCache>,
@@ -172,6 +173,7 @@ impl PolicyEngine {
         let actions = action_entities(&schema)?;
         let policies = parse_policies(&config.policies)?;
         validate(&schema, &policies, &config.policies)?;
+        let tags = TagFilter::of(&policies);
         let index = Index::new(&policies).map_err(|e| ConfigError::Validation(vec![e]))?;
         let engine = Self {
             mode: config.mode,
@@ -182,6 +184,7 @@ impl PolicyEngine {
             actions,
             authorizer: Authorizer::new(),
             cache: Mutex::new(ExtCache::default()),
+            tags,
         };
         engine.check_schema_fits(&schema)?;
         Ok(engine)
@@ -252,15 +255,49 @@ impl PolicyEngine {
         schema: Option<&Schema>,
     ) -> Result<model::Built, model::BuildError> {
         let actions = |a: &EntityUid| self.actions.get(a).cloned();
+        // Shapes are checked with every tag, whatever the policies read.
+        let all = TagFilter::all();
+        let tags = if schema.is_some() { &all } else { &self.tags };
         match self.cache.try_lock() {
-            Ok(mut cache) => model::build(&self.names, facts, actions, schema, &mut cache),
+            Ok(mut cache) => model::build(&self.names, facts, actions, schema, tags, &mut cache),
             Err(_) => model::build(
                 &self.names,
                 facts,
                 actions,
                 schema,
+                tags,
                 &mut ExtCache::default(),
             ),
+        }
+    }
+
+    /// Plain Cedar with nothing cached, filtered or indexed: every tag in the
+    /// entities, every policy evaluated.
+    #[cfg(test)]
+    pub(crate) fn decide_reference(&self, facts: &RequestFacts) -> Decision {
+        if self.require_peer_identity && facts.peer.is_none() {
+            return Decision::denied(Reason::NoPeerIdentity, None);
+        }
+        let actions = |a: &EntityUid| self.actions.get(a).cloned();
+        let built = model::build(
+            &self.names,
+            facts,
+            actions,
+            None,
+            &TagFilter::all(),
+            &mut ExtCache::default(),
+        );
+        match built {
+            Ok(built) => {
+                let mut combined = Combined::default();
+                combined.add(&self.authorizer.is_authorized(
+                    &built.request,
+                    &self.policies,
+                    &built.entities,
+                ));
+                Decision::from_combined(combined)
+            }
+            Err(e) => Decision::denied(Reason::BadRequest, Some(e.to_string())),
         }
     }
 

@@ -5,7 +5,7 @@
 //! here are checked against the configured schema once, when the engine is
 //! configured (see `check_against_schema`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -105,6 +105,9 @@ impl Names {
 pub(crate) struct ExtCache {
     ips: HashMap<std::net::IpAddr, RestrictedExpression>,
     time: Option<(u64, RestrictedExpression)>,
+    // Building `Entities` recomputes Cedar's transitive closure, the largest
+    // single cost of a decision; requests of one peer usually share them.
+    entities: HashMap<EntitiesKey, Entities>,
 }
 
 const MAX_CACHED_IPS: usize = 1024;
@@ -135,6 +138,84 @@ impl ExtCache {
     }
 }
 
+/// The tag names (of headers, query parameters and claims) the policies can
+/// read: only those go into the request's entities, so that the entities of
+/// one peer's requests repeat and can be cached. `all` when some policy reads
+/// a tag by a computed name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TagFilter {
+    all: bool,
+    names: HashSet<String>,
+}
+
+impl TagFilter {
+    /// Every tag kept: for checking shapes against the schema.
+    pub(crate) fn all() -> Self {
+        Self {
+            all: true,
+            names: HashSet::new(),
+        }
+    }
+
+    /// The tag names `hasTag`/`getTag` are called with in `policies`.
+    pub(crate) fn of(policies: &cedar_policy::PolicySet) -> Self {
+        let mut filter = Self::default();
+        for policy in policies.policies() {
+            match policy.to_json() {
+                Ok(json) => filter.visit(&json),
+                Err(_) => filter.all = true,
+            }
+        }
+        filter
+    }
+
+    fn visit(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    if k == "hasTag" || k == "getTag" {
+                        match child.get("right").and_then(|r| r.get("Value")) {
+                            Some(Value::String(name)) => {
+                                self.names.insert(name.clone());
+                            }
+                            _ => self.all = true,
+                        }
+                    }
+                    self.visit(child);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.visit(i)),
+            _ => {}
+        }
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        self.all || self.names.contains(name)
+    }
+}
+
+/// Everything the request's entities are built from, after filtering.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntitiesKey {
+    peer: Option<SpiffeId>,
+    action: String,
+    host: String,
+    headers: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+    user: Option<UserData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UserData {
+    issuer: String,
+    subject: String,
+    audiences: Vec<String>,
+    tags: Vec<(String, Vec<String>)>,
+}
+
+const MAX_CACHED_ENTITIES: usize = 256;
+
 /// A request ready for Cedar, with the uids the index looks up.
 pub(crate) struct Built {
     pub(crate) request: Request,
@@ -157,13 +238,13 @@ pub(crate) fn build(
     facts: &RequestFacts,
     action_entity: impl Fn(&EntityUid) -> Option<(Entity, Vec<EntityUid>)>,
     schema: Option<&Schema>,
+    tags: &TagFilter,
     cache: &mut ExtCache,
 ) -> Result<Built, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
 
     let (principal, parents) = names.principal(facts.peer.as_ref());
-    let principal_entity = workload_entity(&principal, &parents, facts.peer.as_ref())?;
-    let mut principal_keys = parents;
+    let mut principal_keys = parents.clone();
     principal_keys.push(principal.clone());
 
     let action = names.action(&facts.method);
@@ -174,43 +255,63 @@ pub(crate) fn build(
 
     let host = host_name(&facts.host);
     let resource = names.resource(facts);
-    let resource_entity = Entity::new(
-        resource.clone(),
-        HashMap::from([("name".to_owned(), str_expr(&host))]),
-        Default::default(),
-    )
-    .map_err(|e| err(&e))?;
-
     let headers_uid = Names::uid(&names.headers, "request");
-    let headers_entity = Entity::new_with_tags(
-        headers_uid.clone(),
-        [],
-        [],
-        joined(
+    let params_uid = Names::uid(&names.params, "request");
+
+    let key = EntitiesKey {
+        peer: facts.peer.clone(),
+        action: action.id().unescaped().to_owned(),
+        host: host.clone(),
+        headers: joined(
             facts
                 .headers
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .filter(|(k, _)| tags.keeps(k)),
         ),
-    )
-    .map_err(|e| err(&e))?;
+        params: joined(query_params(&facts.query).filter(|(k, _)| tags.keeps(k))),
+        user: facts.jwt_claims.as_ref().map(|c| user_data(c, tags)),
+    };
+    let user_uid = key
+        .user
+        .as_ref()
+        .map(|u| Names::uid(&names.user, &format!("{}/{}", u.issuer, u.subject)));
 
-    let params_uid = Names::uid(&names.params, "request");
-    let params_entity = Entity::new_with_tags(
-        params_uid.clone(),
-        [],
-        [],
-        joined(query_params(&facts.query)),
-    )
-    .map_err(|e| err(&e))?;
-
-    let mut entities = vec![
-        principal_entity,
-        action_entity,
-        resource_entity,
-        headers_entity,
-        params_entity,
-    ];
+    let cached = if schema.is_none() {
+        cache.entities.get(&key).cloned()
+    } else {
+        None
+    };
+    let entities = match cached {
+        Some(entities) => entities,
+        None => {
+            let mut list = vec![
+                workload_entity(&principal, &parents, facts.peer.as_ref())?,
+                action_entity,
+                Entity::new(
+                    resource.clone(),
+                    HashMap::from([("name".to_owned(), str_expr(&host))]),
+                    Default::default(),
+                )
+                .map_err(|e| err(&e))?,
+                Entity::new_with_tags(headers_uid.clone(), [], [], str_tags(&key.headers))
+                    .map_err(|e| err(&e))?,
+                Entity::new_with_tags(params_uid.clone(), [], [], str_tags(&key.params))
+                    .map_err(|e| err(&e))?,
+            ];
+            if let (Some(user), Some(uid)) = (&key.user, &user_uid) {
+                list.push(user_entity(uid, user)?);
+            }
+            let entities = Entities::from_entities(list, schema).map_err(|e| err(&e))?;
+            if schema.is_none() {
+                if cache.entities.len() >= MAX_CACHED_ENTITIES {
+                    cache.entities.clear();
+                }
+                cache.entities.insert(key, entities.clone());
+            }
+            entities
+        }
+    };
 
     let mut context = vec![
         ("method".to_owned(), str_expr(&facts.method)),
@@ -245,19 +346,13 @@ pub(crate) fn build(
     if let Some(sni) = &facts.sni {
         context.push(("sni".to_owned(), str_expr(sni)));
     }
-    if let Some(claims) = &facts.jwt_claims {
-        let user = user_entity(names, claims)?;
-        context.push((
-            "user".to_owned(),
-            RestrictedExpression::new_entity_uid(user.uid()),
-        ));
-        entities.push(user);
+    if let Some(uid) = user_uid {
+        context.push(("user".to_owned(), RestrictedExpression::new_entity_uid(uid)));
     }
 
     let context = Context::from_pairs(context).map_err(|e| err(&e))?;
     let request =
         Request::new(principal, action, resource.clone(), context, schema).map_err(|e| err(&e))?;
-    let entities = Entities::from_entities(entities, schema).map_err(|e| err(&e))?;
     Ok(Built {
         request,
         entities,
@@ -265,6 +360,14 @@ pub(crate) fn build(
         action_keys,
         resource_keys: vec![resource],
     })
+}
+
+fn str_tags(
+    pairs: &[(String, String)],
+) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())))
 }
 
 fn str_expr(s: &str) -> RestrictedExpression {
@@ -301,32 +404,41 @@ fn workload_entity(
         .map_err(|e| BuildError(e.to_string()))
 }
 
-fn user_entity(names: &Names, claims: &serde_json::Value) -> Result<Entity, BuildError> {
+fn user_data(claims: &serde_json::Value, filter: &TagFilter) -> UserData {
     let claim_str = |name: &str| {
         claims
             .get(name)
             .and_then(serde_json::Value::as_str)
             .unwrap_or("")
+            .to_owned()
     };
-    let issuer = claim_str("iss");
-    let subject = claim_str("sub");
-    let request_principal = format!("{issuer}/{subject}");
     let mut tags = BTreeMap::new();
     flatten_claims(None, claims, &mut tags);
-    let audiences = tags.get("aud").cloned().unwrap_or_default();
-    let set = |values: Vec<String>| {
-        RestrictedExpression::new_set(values.into_iter().map(RestrictedExpression::new_string))
+    UserData {
+        issuer: claim_str("iss"),
+        subject: claim_str("sub"),
+        audiences: tags.get("aud").cloned().unwrap_or_default(),
+        tags: tags.into_iter().filter(|(k, _)| filter.keeps(k)).collect(),
+    }
+}
+
+fn user_entity(uid: &EntityUid, user: &UserData) -> Result<Entity, BuildError> {
+    let set = |values: &[String]| {
+        RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
     };
     Entity::new_with_tags(
-        Names::uid(&names.user, &request_principal),
+        uid.clone(),
         [
-            ("issuer".to_owned(), str_expr(issuer)),
-            ("subject".to_owned(), str_expr(subject)),
-            ("request_principal".to_owned(), str_expr(&request_principal)),
-            ("audiences".to_owned(), set(audiences)),
+            ("issuer".to_owned(), str_expr(&user.issuer)),
+            ("subject".to_owned(), str_expr(&user.subject)),
+            (
+                "request_principal".to_owned(),
+                str_expr(&format!("{}/{}", user.issuer, user.subject)),
+            ),
+            ("audiences".to_owned(), set(&user.audiences)),
         ],
         [],
-        tags.into_iter().map(|(k, v)| (k, set(v))),
+        user.tags.iter().map(|(k, v)| (k.clone(), set(v))),
     )
     .map_err(|e| BuildError(e.to_string()))
 }
@@ -371,21 +483,22 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Repeated names are joined with `,`, as HTTP does for repeated headers.
-fn joined(
-    pairs: impl Iterator<Item = (String, String)>,
-) -> impl Iterator<Item = (String, RestrictedExpression)> {
+/// Repeated names are joined with `,`, as HTTP does for repeated headers;
+/// sorted by name.
+fn joined(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pairs {
-        map.entry(k)
-            .and_modify(|existing| {
+        match map.get_mut(&k) {
+            Some(existing) => {
                 existing.push(',');
                 existing.push_str(&v);
-            })
-            .or_insert(v);
+            }
+            None => {
+                map.insert(k, v);
+            }
+        }
     }
-    map.into_iter()
-        .map(|(k, v)| (k, RestrictedExpression::new_string(v)))
+    map.into_iter().collect()
 }
 
 /// The host of an authority: without userinfo or port, lowercased.

@@ -133,6 +133,11 @@ fn request(r: &mut Rng) -> RequestFacts {
         f.headers.push(("X-H".into(), "1".into()));
     }
     if r.chance(40) {
+        // Unread by any policy: filtered out of the entities.
+        f.headers
+            .push(("x-request-id".into(), r.next().to_string()));
+    }
+    if r.chance(40) {
         f.source = Some(
             if r.chance(50) {
                 "10.1.1.1:1"
@@ -168,6 +173,8 @@ fn index_gives_cedars_decisions_on_a_generated_corpus() {
             let fast = engine.decide(&facts);
             let full = engine.decide_unindexed(&facts);
             assert_eq!(fast, full, "set {set}, request {facts:?}\n{text}");
+            let reference = engine.decide_reference(&facts);
+            assert_eq!(fast, reference, "set {set}, request {facts:?}\n{text}");
             total += 1;
             allowed += usize::from(fast.allowed);
             forbidden += usize::from(fast.reason == crate::Reason::Forbidden);
@@ -178,6 +185,44 @@ fn index_gives_cedars_decisions_on_a_generated_corpus() {
     assert!(allowed > total / 10, "{allowed} of {total} allowed");
     assert!(forbidden > total / 10, "{forbidden} of {total} forbidden");
     assert!(errored > total / 10, "{errored} of {total} with errors");
+}
+
+#[test]
+fn computed_tag_names_keep_every_tag() {
+    let engine = PolicyEngine::from_policies(
+        r#"@id("dyn") permit(principal, action, resource)
+             when { context.headers.hasTag(context.query) && context.headers.getTag(context.query) == "1" };"#,
+    )
+    .unwrap();
+    let facts = RequestFacts::new("GET", "h", "/?x-any")
+        .with_peer(SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap())
+        .with_header("X-Any", "1");
+    assert!(engine.decide(&facts).allowed);
+    assert_eq!(engine.decide(&facts), engine.decide_reference(&facts));
+}
+
+#[test]
+fn cached_entities_follow_the_request() {
+    let engine = PolicyEngine::from_policies(
+        r#"@id("hdr") permit(principal, action, resource)
+             when { context.headers.hasTag("x-h") && context.headers.getTag("x-h") == "1" };
+           @id("claim") forbid(principal, action, resource)
+             when { context has user && context.user.hasTag("groups") && context.user.getTag("groups").contains("blocked") };"#,
+    )
+    .unwrap();
+    let peer = SpiffeId::parse("spiffe://td/ns/a/sa/b").unwrap();
+    let base = RequestFacts::new("GET", "h", "/").with_peer(peer);
+    for _ in 0..3 {
+        assert!(!engine.decide(&base).allowed);
+        assert!(engine.decide(&base.clone().with_header("x-h", "1")).allowed);
+        assert!(!engine.decide(&base.clone().with_header("x-h", "2")).allowed);
+        let mut blocked = base.clone().with_header("x-h", "1");
+        blocked.jwt_claims =
+            Some(serde_json::json!({"iss": "i", "sub": "s", "groups": ["blocked"]}));
+        assert!(!engine.decide(&blocked).allowed);
+        blocked.jwt_claims = Some(serde_json::json!({"iss": "i", "sub": "s", "groups": ["ok"]}));
+        assert!(engine.decide(&blocked).allowed);
+    }
 }
 
 #[test]
