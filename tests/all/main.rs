@@ -11,6 +11,7 @@
 
 mod authz_e2e;
 mod authz_harness;
+mod differential;
 mod envoy_configs;
 mod harness_conformance;
 mod identity_e2e;

@@ -3,8 +3,9 @@
 //! The request path picks what it does (`/op/<name>`); it reports what the
 //! host returned in request headers named `x-conf-*` (which the upstream
 //! sees), in logs and in metrics, so a test can compare two hosts (the
-//! harness and Envoy) on the same requests. The plugin configuration is a
-//! list of words: `reject` makes `proxy_on_configure` fail, `tick` starts a
+//! harness and Envoy) on the same requests; `/op/props-raw` reports the raw
+//! bytes (hex) of each property named in the `x-conf-props` request header.
+//! The plugin configuration is a list of words: `reject` makes `proxy_on_configure` fail, `tick` starts a
 //! 1 s timer, `defer-done` makes the root context finish later through
 //! `proxy_done`.
 
@@ -230,6 +231,21 @@ impl Http {
         );
     }
 
+    /// Reports the raw bytes (hex) of every property named in the
+    /// `x-conf-props` request header (dotted names, comma-separated), in a
+    /// header and a log line each, so two hosts' encodings can be compared
+    /// byte for byte.
+    fn raw_properties(&self) {
+        let names = self
+            .get_http_request_header("x-conf-props")
+            .unwrap_or_default();
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let value = hex(self.get_property(name.split('.').collect()));
+            log(LogLevel::Info, &format!("property {name} {value}"));
+            self.report(&format!("raw-{}", name.replace(['.', '_'], "-")), &value);
+        }
+    }
+
     fn environment(&self) {
         for (level, name) in [
             (LogLevel::Trace, "trace"),
@@ -421,6 +437,7 @@ impl HttpContext for Http {
                 self.set_http_request_headers(refs);
             }
             "props" => self.properties(),
+            "props-raw" => self.raw_properties(),
             "env" => self.environment(),
             "shared" => self.shared(),
             "queue" => self.queue(),

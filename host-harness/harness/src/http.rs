@@ -14,6 +14,12 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
         .map(|(_, v)| v.as_str())
 }
 
+/// The size Envoy reports for a header map (`HeaderMap::byteSize()`): the
+/// lengths of every name and value.
+pub(crate) fn byte_size(headers: &[(String, String)]) -> usize {
+    headers.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 pub(crate) fn lower(headers: impl IntoIterator<Item = (String, String)>) -> Headers {
     headers
         .into_iter()
@@ -286,5 +292,20 @@ impl Exchange {
             .as_ref()
             .map(Response::body_text)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_size_counts_names_and_values_only() {
+        let h = vec![
+            (":status".to_owned(), "418".to_owned()),
+            ("x-conf-reply".to_owned(), "1".to_owned()),
+        ];
+        assert_eq!(byte_size(&h), 7 + 3 + 12 + 1);
+        assert_eq!(byte_size(&[]), 0);
     }
 }

@@ -297,9 +297,11 @@ fn derived_property(stream: &crate::state::StreamState, path: &[u8]) -> Option<V
         "request.url_path" => req
             .and_then(|h| crate::http::find_header(h, ":path"))
             .map(|p| Value::from(p.split('?').next().unwrap_or(p))),
+        // Envoy has no `request.query` when the path has no `?`.
         "request.query" => req
             .and_then(|h| crate::http::find_header(h, ":path"))
-            .map(|p| Value::from(p.split_once('?').map_or("", |(_, q)| q))),
+            .and_then(|p| p.split_once('?'))
+            .map(|(_, q)| Value::from(q)),
         "request.method" => header(req, ":method"),
         "request.host" => header(req, ":authority"),
         "request.scheme" => header(req, ":scheme"),
@@ -546,11 +548,10 @@ fn maps(i: &mut Imports) -> wasmtime::Result<()> {
                 let kind = map_of(kind)?;
                 let missing = missing_map(c.data());
                 let map = c.data_mut().map(kind).ok_or(missing)?;
-                let size = if map.is_empty() {
-                    0
-                } else {
-                    abi::encode_pairs(map).len()
-                };
+                // Envoy answers `HeaderMap::byteSize()`: the lengths of the
+                // names and values, not the size of the pair encoding
+                // (found by tests/all/differential.rs).
+                let size = crate::http::byte_size(map);
                 write_u32(&mut c, size_ptr, len_u32(size))?;
                 Ok(())
             })())
@@ -1214,4 +1215,29 @@ fn wasi(i: &mut Imports) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(path: &str) -> crate::state::StreamState {
+        crate::state::StreamState {
+            request_headers: Some(vec![(":path".to_owned(), path.to_owned())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn request_query_is_absent_without_a_question_mark() {
+        assert_eq!(
+            derived_property(&stream("/a?b=c"), b"request.query"),
+            Some(Value::from("b=c"))
+        );
+        assert_eq!(
+            derived_property(&stream("/a?"), b"request.query"),
+            Some(Value::from(""))
+        );
+        assert_eq!(derived_property(&stream("/a"), b"request\0query"), None);
+    }
 }

@@ -198,13 +198,13 @@ impl Properties {
     /// request that arrived over mTLS from `peer_spiffe_id`, with the peer's
     /// leaf certificate as PEM text.
     ///
-    /// The values follow what Envoy 1.40 returned on an mTLS listener; the
+    /// The values follow what Envoy 1.40 returned on an mTLS listener (which
+    /// has no `connection.peer_certificate_validated`); the
     /// ones that vary per connection (addresses, connection id) are fixed so
     /// tests are repeatable.
     pub fn istio_inbound_mtls(peer_spiffe_id: &str, peer_certificate_pem: &str) -> Self {
         let mut p = Self::new();
         p.set("connection.mtls", true)
-            .set("connection.peer_certificate_validated", true)
             .set("connection.peer_certificate_valid", true)
             .set("connection.uri_san_peer_certificate", peer_spiffe_id)
             .set("connection.peer_certificate", peer_certificate_pem)
@@ -280,5 +280,7 @@ mod tests {
         );
         assert_eq!(p.lookup(b"node\0metadata\0NOPE"), None);
         assert_eq!(p.lookup(b"nothing"), None);
+        // Not an Envoy attribute (tests/all/differential.rs).
+        assert_eq!(p.lookup(b"connection.peer_certificate_validated"), None);
     }
 }

@@ -546,9 +546,14 @@ impl Drop for HttpStream<'_> {
 fn local_reply_headers(reply: &LocalReply) -> Headers {
     let mut h = vec![(":status".to_owned(), reply.status.to_string())];
     h.extend(reply.headers.iter().cloned());
-    if !reply.body.is_empty() && !h.iter().any(|(k, _)| k == "content-type") {
-        h.push(("content-type".into(), "text/plain".into()));
+    // Envoy sets both only for a non-empty body; an empty reply reaches the
+    // filter as `:status` and the filter's headers (its codec frames it
+    // later). Found by tests/all/differential.rs.
+    if !reply.body.is_empty() {
+        if !h.iter().any(|(k, _)| k == "content-type") {
+            h.push(("content-type".into(), "text/plain".into()));
+        }
+        h.push(("content-length".into(), reply.body.len().to_string()));
     }
-    h.push(("content-length".into(), reply.body.len().to_string()));
     h
 }
