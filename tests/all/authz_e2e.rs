@@ -196,8 +196,19 @@ async fn invalid_policy_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_the_identity_filter_a_spoofed_peer_header_is_ignored() {
-    let config = serde_json::json!({"cedar": {"policies": POLICY}, "peer_from": "identity_filter"});
-    let sidecar = start(vec![identity(), authz(config)]).await;
+    // The two filters agree on configured header names (not the defaults).
+    let mut identity = identity();
+    identity.plugin_config = serde_json::json!({
+        "allowed_trust_domains": ["example.org"],
+        "forward": {"peer_id": "x-spiffe-id"},
+    })
+    .to_string();
+    let config = serde_json::json!({
+        "cedar": {"policies": POLICY},
+        "peer_from": "identity_filter",
+        "identity_headers": {"peer_id": "x-spiffe-id"},
+    });
+    let sidecar = start(vec![identity, authz(config)]).await;
     let other = sidecar
         .ca
         .issue("spiffe://example.org/ns/web/sa/other", &[])
@@ -206,7 +217,7 @@ async fn behind_the_identity_filter_a_spoofed_peer_header_is_ignored() {
 
     // `other` claims to be the frontend in the header the authz filter
     // trusts; the identity filter replaces it with the verified ID.
-    let spoof = Request::get("/api/orders").header("x-meshward-peer-id", FRONTEND);
+    let spoof = Request::get("/api/orders").header("x-spiffe-id", FRONTEND);
     let resp = sidecar.request(Some(&other), &spoof).await.unwrap();
     assert_eq!(resp.status, 403, "{}", resp.text());
     assert_eq!(resp.header("x-meshward-deny-reason"), Some("no_permit"));
@@ -216,6 +227,9 @@ async fn behind_the_identity_filter_a_spoofed_peer_header_is_ignored() {
         .await
         .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
+    let app: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(app["headers"]["x-spiffe-id"], FRONTEND);
+    assert!(app["headers"].get("x-meshward-peer-id").is_none());
 
     let logged = decisions(&sidecar.envoy.logs());
     assert_eq!(

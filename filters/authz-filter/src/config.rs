@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use meshward_identity::{AuthnConfigError, ForwardHeaders};
 use meshward_policy::{ConfigError, PolicyEngine};
 use serde::Deserialize;
 
@@ -73,6 +74,10 @@ struct Repr {
     cedar: serde_json::Value,
     #[serde(default)]
     peer_from: PeerFrom,
+    /// With `peer_from: identity_filter`: the header names the identity
+    /// filter was configured to write (its `forward`); the same defaults.
+    #[serde(default)]
+    identity_headers: ForwardHeaders,
     #[serde(default)]
     deny: DenyResponse,
     #[serde(default)]
@@ -83,6 +88,7 @@ struct Repr {
 pub(crate) struct FilterConfig {
     pub(crate) engine: PolicyEngine,
     pub(crate) peer_from: PeerFrom,
+    pub(crate) identity_headers: ForwardHeaders,
     pub(crate) deny: DenyResponse,
     pub(crate) decision_log: DecisionLog,
 }
@@ -96,6 +102,8 @@ pub(crate) enum FilterConfigError {
     Engine(#[from] ConfigError),
     #[error("deny status `{0}` is not a 4xx or 5xx status")]
     Status(u32),
+    #[error("`identity_headers`: {0}")]
+    Headers(#[from] AuthnConfigError),
 }
 
 impl FilterConfig {
@@ -106,10 +114,12 @@ impl FilterConfig {
         if !(400..600).contains(&repr.deny.status) {
             return Err(FilterConfigError::Status(repr.deny.status));
         }
+        repr.identity_headers.check()?;
         let engine = PolicyEngine::from_config(repr.cedar.to_string().as_bytes())?;
         Ok(Self {
             engine,
             peer_from: repr.peer_from,
+            identity_headers: repr.identity_headers,
             deny: repr.deny,
             decision_log: repr.decision_log,
         })
@@ -127,11 +137,14 @@ mod tests {
         let json = format!(
             r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "dry_run"}},
                 "peer_from": "identity_filter",
+                "identity_headers": {{"peer_id": "x-peer"}},
                 "deny": {{"status": 401, "body": "no: {{reason}}", "headers": {{"x-a": "b"}}}},
                 "decision_log": "denies"}}"#
         );
         let c = FilterConfig::from_json(json.as_bytes()).unwrap();
         assert_eq!(c.peer_from, PeerFrom::IdentityFilter);
+        assert_eq!(c.identity_headers.peer_id, "x-peer");
+        assert_eq!(c.identity_headers.jwt_claims, "x-meshward-jwt-claims");
         assert_eq!(c.deny.status, 401);
         assert_eq!(c.decision_log, DecisionLog::Denies);
         assert_eq!(c.engine.mode(), meshward_policy::Mode::DryRun);
@@ -158,6 +171,8 @@ mod tests {
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "deny": {{"status": 200}}}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "decison_log": "all"}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "audit"}}}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "X-Peer"}}}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "x-a", "jwt_claims": "x-a"}}}}"#),
         ] {
             assert!(FilterConfig::from_json(bad.as_bytes()).is_err(), "accepted {bad}");
         }

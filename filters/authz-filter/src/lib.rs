@@ -29,12 +29,6 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use self::config::{FilterConfig, PeerFrom};
 use self::outcome::{Metrics, Outcome, Subject};
 
-/// Written by meshward's identity filter: the verified peer SPIFFE ID.
-const PEER_ID_HEADER: &str = "x-meshward-peer-id";
-/// Written by meshward's identity filter: the verified end-user JWT claims,
-/// as unpadded base64url JSON.
-const JWT_CLAIMS_HEADER: &str = "x-meshward-jwt-claims";
-
 // The entry point lives in a private module: it is exported by name for the
 // host, not part of a Rust API.
 mod entry {
@@ -99,7 +93,7 @@ impl HttpContext for AuthzStream {
         let Some(config) = self.config.clone() else {
             return self.act(&Outcome::Misconfigured, None, None);
         };
-        let facts = self.facts(config.peer_from);
+        let facts = self.facts(&config);
         let outcome = Outcome::new(config.engine.decide(&facts), config.engine.mode());
         self.act(&outcome, Some(&config), Some(&facts))
     }
@@ -146,7 +140,7 @@ impl AuthzStream {
     }
 
     /// Everything the engine may look at, read from the host.
-    fn facts(&self, peer_from: PeerFrom) -> RequestFacts {
+    fn facts(&self, config: &FilterConfig) -> RequestFacts {
         let header = |name: &str| self.get_http_request_header(name).unwrap_or_default();
         let mut facts =
             RequestFacts::new(&header(":method"), &header(":authority"), &header(":path"));
@@ -173,7 +167,7 @@ impl AuthzStream {
             .and_then(|b| String::from_utf8(b).ok())
             .filter(|s| !s.is_empty());
         facts.time = self.get_current_time();
-        match peer_from {
+        match config.peer_from {
             PeerFrom::Connection => {
                 // Only a verified client certificate names a peer; a
                 // malformed SAN is no identity at all.
@@ -185,10 +179,10 @@ impl AuthzStream {
             }
             PeerFrom::IdentityFilter => {
                 facts.peer = self
-                    .get_http_request_header(PEER_ID_HEADER)
+                    .get_http_request_header(&config.identity_headers.peer_id)
                     .and_then(|s| SpiffeId::parse(&s).ok());
                 facts.jwt_claims = self
-                    .get_http_request_header(JWT_CLAIMS_HEADER)
+                    .get_http_request_header(&config.identity_headers.jwt_claims)
                     .and_then(|b64| {
                         base64::engine::general_purpose::URL_SAFE_NO_PAD
                             .decode(b64)

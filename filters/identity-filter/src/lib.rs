@@ -25,14 +25,6 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use self::outcome::{Metrics, Outcome};
 
-/// The header in which the verified peer SPIFFE ID is passed upstream. Any
-/// copy the client sent is removed first, so upstreams can trust it.
-const PEER_ID_HEADER: &str = "x-meshward-peer-id";
-/// The header in which the verified end-user JWT claims are passed upstream
-/// (to meshward's authorization filter), as unpadded base64url JSON; also
-/// stripped from every request first.
-const JWT_CLAIMS_HEADER: &str = "x-meshward-jwt-claims";
-
 // The entry point lives in a private module: it is exported by name for the
 // host, not part of a Rust API.
 mod entry {
@@ -99,15 +91,6 @@ impl Context for IdentityStream {}
 
 impl HttpContext for IdentityStream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        // Strip first: whatever the decision, a client-supplied copy of a
-        // header this filter vouches for must never reach the upstream.
-        self.set_http_request_header(PEER_ID_HEADER, None);
-        self.set_http_request_header(JWT_CLAIMS_HEADER, None);
-        if let Some(config) = &self.config {
-            for name in written_headers(config) {
-                self.set_http_request_header(name, None);
-            }
-        }
         let outcome = match self.config.clone() {
             None => Outcome::Misconfigured,
             Some(config) => match authenticate(&config, &self.facts(&config), self.now()) {
@@ -119,11 +102,25 @@ impl HttpContext for IdentityStream {
         outcome.record(self.metrics.as_deref(), request_id.as_deref());
         match outcome {
             Outcome::Allowed(identity) => {
-                self.set_http_request_header(PEER_ID_HEADER, Some(identity.peer.as_str()));
+                // Only an allowed request reaches the upstream, so this is
+                // where client-supplied copies of every header this filter
+                // vouches for are removed, before the verified values are
+                // set.
+                let forward = self
+                    .config
+                    .as_ref()
+                    .map(|c| c.forward.clone())
+                    .unwrap_or_default();
+                self.set_http_request_header(&forward.peer_id, None);
+                self.set_http_request_header(&forward.jwt_claims, None);
+                for name in &identity.headers_to_remove {
+                    self.set_http_request_header(name, None);
+                }
+                self.set_http_request_header(&forward.peer_id, Some(identity.peer.as_str()));
                 if let Some(user) = &identity.end_user {
                     let json = serde_json::Value::Object(user.claims.clone()).to_string();
                     let encoded = URL_SAFE_NO_PAD.encode(json);
-                    self.set_http_request_header(JWT_CLAIMS_HEADER, Some(&encoded));
+                    self.set_http_request_header(&forward.jwt_claims, Some(&encoded));
                 }
                 for (name, value) in &identity.headers_to_set {
                     self.set_http_request_header(name, Some(value));
@@ -178,14 +175,4 @@ impl IdentityStream {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     }
-}
-
-/// Every request header whose value this filter sets from verified claims.
-fn written_headers(config: &AuthnConfig) -> impl Iterator<Item = &str> {
-    config
-        .jwt
-        .iter()
-        .flat_map(|j| j.providers.iter())
-        .flat_map(|p| p.claims_to_headers.iter())
-        .map(|c| c.header.as_str())
 }

@@ -179,6 +179,50 @@ pub struct JwtSvidConfig {
     pub max_token_bytes: usize,
 }
 
+/// The request headers in which the identity filter hands what it verified
+/// to later filters (meshward's authorization filter, or the application).
+/// Client-supplied copies are always removed first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardHeaders {
+    /// The verified peer SPIFFE ID.
+    #[serde(default = "default_peer_id_header")]
+    pub peer_id: String,
+    /// The verified end-user JWT claims, as unpadded base64url JSON.
+    #[serde(default = "default_jwt_claims_header")]
+    pub jwt_claims: String,
+}
+
+impl Default for ForwardHeaders {
+    fn default() -> Self {
+        Self {
+            peer_id: default_peer_id_header(),
+            jwt_claims: default_jwt_claims_header(),
+        }
+    }
+}
+
+impl ForwardHeaders {
+    /// Checks both names, as the identity and authorization filters must
+    /// agree on them.
+    pub fn check(&self) -> Result<(), AuthnConfigError> {
+        check_header_name(&self.peer_id)?;
+        check_header_name(&self.jwt_claims)?;
+        if self.peer_id == self.jwt_claims {
+            return Err(AuthnConfigError::BadHeaderName(self.peer_id.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn default_peer_id_header() -> String {
+    "x-meshward-peer-id".to_owned()
+}
+
+fn default_jwt_claims_header() -> String {
+    "x-meshward-jwt-claims".to_owned()
+}
+
 /// What a peer must be to be let through.
 ///
 /// Read from the filter's JSON plugin configuration; unknown fields are an
@@ -211,6 +255,9 @@ pub struct AuthnConfig {
     /// JWT-SVID rules.
     #[serde(default)]
     pub jwt_svid: Option<JwtSvidConfig>,
+    /// Where the verified identity and claims are passed on.
+    #[serde(default)]
+    pub forward: ForwardHeaders,
     #[serde(skip)]
     bundles: TrustBundleSet,
 }
@@ -294,6 +341,7 @@ impl AuthnConfig {
     }
 
     fn check(&self) -> Result<(), AuthnConfigError> {
+        self.forward.check()?;
         if self.allowed_trust_domains.is_empty() {
             return Err(AuthnConfigError::NoTrustDomains);
         }
@@ -333,6 +381,10 @@ impl AuthnConfig {
                 check_header_name(&p.from_header.name)?;
                 for c in &p.claims_to_headers {
                     check_header_name(&c.header)?;
+                    // A claim must not overwrite the verified identity.
+                    if c.header == self.forward.peer_id || c.header == self.forward.jwt_claims {
+                        return Err(AuthnConfigError::BadHeaderName(c.header.clone()));
+                    }
                 }
             }
         }

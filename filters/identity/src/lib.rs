@@ -28,9 +28,9 @@ mod xfcc;
 
 pub use self::{
     authn::{
-        AuthnConfig, AuthnConfigError, ClaimToHeader, Denial, EndUserClaims, Identity, JwtConfig,
-        JwtProvider, JwtSvid, JwtSvidConfig, MtlsSource, PeerFacts, PeerSource, TokenLocation,
-        XFCC_HEADER, XfccSource, authenticate,
+        AuthnConfig, AuthnConfigError, ClaimToHeader, Denial, EndUserClaims, ForwardHeaders,
+        Identity, JwtConfig, JwtProvider, JwtSvid, JwtSvidConfig, MtlsSource, PeerFacts,
+        PeerSource, TokenLocation, XFCC_HEADER, XfccSource, authenticate,
     },
     bundle::{BundleError, Jwks, JwtKey, TrustBundle, TrustBundleSet},
     jwt::{

@@ -1096,3 +1096,27 @@ fn every_denial_has_a_distinct_code_and_a_message() {
         assert!(!m.is_empty() && !m.ends_with('.'), "{m}");
     }
 }
+
+#[test]
+fn forward_header_names_are_configurable_and_checked() {
+    let c = AuthnConfig::from_json(br#"{"allowed_trust_domains": ["example.org"]}"#).unwrap();
+    assert_eq!(c.forward.peer_id, "x-meshward-peer-id");
+    assert_eq!(c.forward.jwt_claims, "x-meshward-jwt-claims");
+    let c = AuthnConfig::from_json(
+        br#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": "x-spiffe-id"}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.forward.peer_id, "x-spiffe-id");
+    for bad in [
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": ""}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": "X-Upper"}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": ":path"}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": "x-a", "jwt_claims": "x-a"}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer": "x-a"}}"#,
+    ] {
+        assert!(
+            AuthnConfig::from_json(bad.as_bytes()).is_err(),
+            "accepted {bad}"
+        );
+    }
+}
