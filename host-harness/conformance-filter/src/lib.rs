@@ -531,7 +531,7 @@ impl HttpContext for Http {
                 return Action::Pause;
             }
             "exit" => std::process::exit(7),
-            "trap" => core::arch::wasm32::unreachable(),
+            "trap" => trap(),
             "spin" => loop {
                 std::hint::spin_loop();
             },
@@ -609,4 +609,14 @@ impl HttpContext for Http {
         let status = self.get_http_response_header(":status").unwrap_or_default();
         log(LogLevel::Info, &format!("access {path} {status}"));
     }
+}
+
+/// A wasm `unreachable` trap, the way a filter crashes under `panic =
+/// "abort"`. The crate also compiles natively (workspace builds and tests),
+/// where there is no wasm instruction to emit.
+fn trap() -> ! {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_arch = "wasm32"))]
+    std::process::abort();
 }
