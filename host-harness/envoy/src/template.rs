@@ -62,8 +62,9 @@ impl Template {
     /// Substitutes every placeholder. Values are inserted verbatim: quote
     /// them for YAML first where needed (see [`yaml_quote`]).
     pub fn render(&self, values: &BTreeMap<&str, String>) -> Result<String, TemplateError> {
+        let used = self.placeholders()?;
         for name in values.keys() {
-            if !self.text.contains(&format!("{{{{{name}}}}}")) {
+            if !used.iter().any(|u| u == name) {
                 return Err(TemplateError::Unused((*name).to_owned()));
             }
         }
