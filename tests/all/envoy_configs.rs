@@ -25,15 +25,24 @@ fn every_shipped_config_validates() {
         ("CERT", write("cert.pem", &svid.cert_pem)),
         ("KEY", write("key.pem", &svid.key_pem)),
         (
-            "WASM",
-            filter_wasm("meshward-identity-filter")
-                .display()
-                .to_string(),
+            "WASM_0",
+            filter_wasm("meshward-identity-filter").display().to_string(),
         ),
-        ("ROOT_ID", "meshward_identity".to_owned()),
+        ("ROOT_ID_0", "meshward_identity".to_owned()),
         (
-            "PLUGIN_CONFIG",
+            "PLUGIN_CONFIG_0",
             yaml_quote(r#"{"allowed_trust_domains": ["example.org"]}"#),
+        ),
+        (
+            "WASM_1",
+            filter_wasm("meshward-authz-filter").display().to_string(),
+        ),
+        ("ROOT_ID_1", "meshward_authz".to_owned()),
+        (
+            "PLUGIN_CONFIG_1",
+            yaml_quote(
+                r#"{"cedar": {"policies": "permit(principal, action, resource);"}, "peer_from": "identity_filter"}"#,
+            ),
         ),
         ("UPSTREAM_PORT", "8080".to_owned()),
     ]
@@ -66,8 +75,8 @@ fn every_shipped_config_validates() {
         checked += 1;
     }
     assert!(
-        checked >= 1,
-        "no Envoy configuration found in envoy-config/"
+        checked >= 2,
+        "expected both sidecar bootstraps in envoy-config/, checked {checked}"
     );
 }
 
