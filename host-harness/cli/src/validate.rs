@@ -20,6 +20,8 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
     };
+    // `null` means the shipped schema.
+    let schema = args.schema.as_ref().map(read).transpose()?;
     let config = match args.files.as_slice() {
         [one] if one.extension().is_some_and(|e| e == "json") => {
             let json: serde_json::Value = serde_json::from_str(&read(one)?)
@@ -31,10 +33,7 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             // Each file on its own first, so an error's `line:column` can
             // be given with the file it is in.
             for f in files {
-                let mut one = serde_json::json!({ "policies": read(f)? });
-                if let Some(schema) = &args.schema {
-                    one["schema"] = read(schema)?.into();
-                }
+                let one = serde_json::json!({ "policies": read(f)?, "schema": schema });
                 if let Err(e) = PolicyEngine::from_config(one.to_string().as_bytes()) {
                     let located: Vec<String> = e
                         .to_string()
@@ -52,11 +51,7 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 policies.push_str(&read(f)?);
                 policies.push('\n');
             }
-            let mut config = serde_json::json!({ "policies": policies });
-            if let Some(schema) = &args.schema {
-                config["schema"] = read(schema)?.into();
-            }
-            config
+            serde_json::json!({ "policies": policies, "schema": schema })
         }
     };
     let engine = PolicyEngine::from_config(config.to_string().as_bytes())?;
