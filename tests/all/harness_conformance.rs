@@ -2,7 +2,6 @@
 //! host function (and the WASI preview1 functions filters use) is exercised
 //! here at least once; the comment on each test names the calls it covers.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -10,25 +9,10 @@ use meshward_harness::{
     End, Error, FailureKind, Filter, GrpcReply, Host, HttpCallReply, HttpCallRequest, Limits,
     LogLevel, MetricKind, Plugin, PluginConfig, Properties, Request, Response, Shared, Step,
 };
-
-const WASM: &str = "meshward_conformance_filter.wasm";
-
-fn wasm_path() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace")
-        .to_path_buf();
-    root.join("target/wasm32-wasip1/filter").join(WASM)
-}
+use meshward_tests::{filter_wasm, import_allowed};
 
 fn wasm_bytes() -> Vec<u8> {
-    let path = wasm_path();
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}): build the filters first with `scripts/build-wasm`",
-            path.display()
-        )
-    })
+    std::fs::read(filter_wasm("meshward-conformance-filter")).unwrap()
 }
 
 /// Compiled once per test binary; every test starts its own VM from it.
@@ -55,9 +39,12 @@ fn imports_only_proxy_and_wasi_functions() {
         if let wasmparser::Payload::ImportSection(reader) = payload.unwrap() {
             for import in reader {
                 let import = import.unwrap();
-                let ok = (import.module == "env" && import.name.starts_with("proxy_"))
-                    || import.module == "wasi_snapshot_preview1";
-                assert!(ok, "unexpected import {}.{}", import.module, import.name);
+                assert!(
+                    import_allowed(import.module, import.name),
+                    "unexpected import {}.{}",
+                    import.module,
+                    import.name
+                );
             }
         }
     }

@@ -26,7 +26,7 @@ use meshward_policy::RequestFacts;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use self::config::{FilterConfig, PeerFrom};
+use self::config::{DenyResponse, FilterConfig, PeerFrom};
 use self::outcome::{Metrics, Outcome, Subject};
 
 // The entry point lives in a private module: it is exported by name for the
@@ -124,8 +124,12 @@ impl AuthzStream {
         if let Some((level, line)) = outcome.log_line(log_setting, &subject) {
             log(level, &line);
         }
-        let deny = config.map(|c| c.deny.clone()).unwrap_or_default();
-        match outcome.response(&deny) {
+        // Borrowed, not cloned: most requests are allowed and need no reply.
+        let reply = match config {
+            Some(c) => outcome.response(&c.deny),
+            None => outcome.response(&DenyResponse::default()),
+        };
+        match reply {
             None => Action::Continue,
             Some(reply) => {
                 let headers: Vec<(&str, &str)> = reply
