@@ -286,8 +286,11 @@ fn default_deadline_stops_a_loop_in_configure() {
         .unwrap()
         .start(PluginConfig::new())
         .unwrap_err();
+    // The deadline's kind is the property; the time bound only catches a
+    // deadline that no longer applies by default, and is loose because a
+    // loaded CI machine stretches wall-clock time many times over.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
