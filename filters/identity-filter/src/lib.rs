@@ -109,7 +109,7 @@ impl HttpContext for IdentityStream {
                 let forward = self
                     .config
                     .as_ref()
-                    .map(|c| c.forward.clone())
+                    .map(|c| c.forward().clone())
                     .unwrap_or_default();
                 self.set_http_request_header(&forward.peer_id, None);
                 self.set_http_request_header(&forward.jwt_claims, None);
