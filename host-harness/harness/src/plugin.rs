@@ -1,7 +1,6 @@
 //! One VM with one plugin (root context): lifecycle, callbacks, events,
 //! timers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use wasmtime::{Engine, Instance, InstancePre, Store, Trap, TypedFunc, WasmParams, WasmResults};
@@ -11,10 +10,11 @@ use crate::callout::{HttpCallReply, HttpCallRequest};
 use crate::error::{Error, Failure, FailureKind};
 use crate::host::{EPOCH_TICK, Limits, PluginConfig};
 use crate::imports::ProcExit;
-use crate::metrics::{Metric, Metrics};
-use crate::properties::{Properties, Value};
+use crate::memory::GuestExports;
+use crate::metrics::Metric;
+use crate::properties::Value;
 use crate::shared::Shared;
-use crate::state::{CalloutView, Event, HostState, LogRecord, MemoryCap, StreamState};
+use crate::state::{CalloutView, Event, HostState, LogRecord, StreamState};
 use crate::stream::HttpStream;
 
 type F<P, R> = Option<TypedFunc<P, R>>;
@@ -120,53 +120,8 @@ impl Plugin {
         vm_uid: u64,
         config: PluginConfig,
     ) -> Result<Self, Error> {
-        let mut properties = Properties::new();
-        properties
-            .set("plugin_name", config.name.as_str())
-            .set("plugin_root_id", config.root_id.as_str())
-            .set("plugin_vm_id", config.vm_id.as_str());
-        properties.extend(&config.properties);
-        let state = HostState {
-            memory: None,
-            alloc: None,
-            memcap: MemoryCap {
-                cap: limits.memory_bytes,
-                hit: false,
-            },
-            rng: vm_uid,
-            vm_uid,
-            vm_id: config.vm_id.clone(),
-            vm_configuration: config.vm_configuration,
-            plugin_configuration: config.configuration,
-            root_context_id: 1,
-            current_context: 0,
-            effective_context: None,
-            config_buffer: None,
-            streams: HashMap::new(),
-            properties,
-            log_level: config.log_level,
-            logs: Vec::new(),
-            metrics: Metrics::default(),
-            now: config.time.unwrap_or_else(SystemTime::now),
-            monotonic: Duration::ZERO,
-            tick_period: None,
-            next_tick: None,
-            http_upstreams: std::sync::Arc::new(config.http_upstreams),
-            grpc_upstreams: std::sync::Arc::new(config.grpc_upstreams),
-            foreign: std::sync::Arc::new(config.foreign),
-            env: config.env,
-            shared: config.shared,
-            next_token: 0,
-            events: VecDeque::new(),
-            held_http_calls: BTreeMap::new(),
-            grpc_streams: HashMap::new(),
-            callout: CalloutView::default(),
-            foreign_args: None,
-            pending_done: None,
-            done_called: false,
-            exit_code: None,
-            access_log: false,
-        };
+        let fail_open = config.fail_open;
+        let state = HostState::new(config, vm_uid, limits.memory_bytes);
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.memcap);
         store.epoch_deadline_trap();
@@ -189,8 +144,7 @@ impl Plugin {
             None => export::<i32, i32>(&instance, &mut store, "malloc")?
                 .ok_or(Error::MissingAllocator)?,
         };
-        store.data_mut().memory = Some(memory);
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().guest = Some(GuestExports { memory, alloc });
         let exports = Exports::resolve(&instance, &mut store)?;
         let initialize: F<(), ()> = export(&instance, &mut store, "_initialize")?;
         let main: F<(i32, i32), i32> = export(&instance, &mut store, "main")?;
@@ -201,7 +155,7 @@ impl Plugin {
             root_id: 1,
             next_context: 2,
             failure: None,
-            fail_open: config.fail_open,
+            fail_open,
             limits: limits.clone(),
         };
         // A reactor gets `_initialize` then `main`; a command gets `_start`.
@@ -265,9 +219,7 @@ impl Plugin {
             return Ok(None);
         };
         arm(&mut self.store, &self.limits);
-        let s = self.store.data_mut();
-        s.current_context = context;
-        s.effective_context = None;
+        self.store.data_mut().enter(context);
         let result = f.call(&mut self.store, params);
         self.store.data_mut().effective_context = None;
         match result {

@@ -1,19 +1,35 @@
 //! The host state of one VM, kept in its wasmtime `Store`.
 
+//!
+//! Envoy's semantics for the host calls are methods on [`HostState`], one
+//! child module per ABI area, so they can be tested without a wasm module;
+//! `imports` only decodes guest memory and calls them.
+
+mod attributes;
+mod buffers;
+mod callouts;
+mod maps;
+mod streams;
+mod vm;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use wasmtime::{Memory, ResourceLimiter, TypedFunc};
+use wasmtime::ResourceLimiter;
 
-use crate::abi::{LogLevel, MapType};
+use crate::abi::LogLevel;
 use crate::callout::{
     ForeignFunction, GrpcCallRequest, GrpcReply, GrpcUpstream, HttpCallRequest, HttpUpstream,
 };
+use crate::host::PluginConfig;
 use crate::http::{Headers, LocalReply};
+use crate::memory::GuestExports;
 use crate::metrics::Metrics;
 use crate::properties::Properties;
 use crate::shared::Shared;
+
+pub(crate) use self::maps::decode_headers;
 
 /// One line a filter logged, with `proxy_log` or on stdout/stderr.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,8 +93,7 @@ pub(crate) struct GrpcStream {
 /// Everything the host functions of one VM need. It lives in the `Store`,
 /// so VMs never share mutable state except through [`Shared`].
 pub(crate) struct HostState {
-    pub(crate) memory: Option<Memory>,
-    pub(crate) alloc: Option<TypedFunc<i32, i32>>,
+    pub(crate) guest: Option<GuestExports>,
     pub(crate) memcap: MemoryCap,
     pub(crate) rng: u64,
     pub(crate) vm_uid: u64,
@@ -117,6 +132,68 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// The state of a VM about to start with `config`; `vm_uid` is unique
+    /// per VM and seeds its random numbers.
+    pub(crate) fn new(config: PluginConfig, vm_uid: u64, memory_cap: usize) -> Self {
+        let mut properties = Properties::new();
+        properties
+            .set("plugin_name", config.name.as_str())
+            .set("plugin_root_id", config.root_id.as_str())
+            .set("plugin_vm_id", config.vm_id.as_str());
+        properties.extend(&config.properties);
+        Self {
+            guest: None,
+            memcap: MemoryCap {
+                cap: memory_cap,
+                hit: false,
+            },
+            rng: vm_uid,
+            vm_uid,
+            vm_id: config.vm_id,
+            vm_configuration: config.vm_configuration,
+            plugin_configuration: config.configuration,
+            root_context_id: 1,
+            current_context: 0,
+            effective_context: None,
+            config_buffer: None,
+            streams: HashMap::new(),
+            properties,
+            log_level: config.log_level,
+            logs: Vec::new(),
+            metrics: Metrics::default(),
+            now: config.time.unwrap_or_else(SystemTime::now),
+            monotonic: Duration::ZERO,
+            tick_period: None,
+            next_tick: None,
+            http_upstreams: Arc::new(config.http_upstreams),
+            grpc_upstreams: Arc::new(config.grpc_upstreams),
+            foreign: Arc::new(config.foreign),
+            env: config.env,
+            shared: config.shared,
+            next_token: 0,
+            events: VecDeque::new(),
+            held_http_calls: BTreeMap::new(),
+            grpc_streams: HashMap::new(),
+            callout: CalloutView::default(),
+            foreign_args: None,
+            pending_done: None,
+            done_called: false,
+            exit_code: None,
+            access_log: false,
+        }
+    }
+
+    /// The guest's memory and allocator, once instantiated.
+    pub(crate) fn guest_exports(&self) -> Option<&GuestExports> {
+        self.guest.as_ref()
+    }
+
+    /// Makes `context` the one whose callback runs.
+    pub(crate) fn enter(&mut self, context: u32) {
+        self.current_context = context;
+        self.effective_context = None;
+    }
+
     /// The context host calls act on: the effective one if the filter set
     /// it, else the one whose callback is running.
     pub(crate) fn context(&self) -> u32 {
@@ -141,31 +218,6 @@ impl HostState {
     pub(crate) fn token(&mut self) -> u32 {
         self.next_token = self.next_token.wrapping_add(1).max(1);
         self.next_token
-    }
-
-    /// The header map `map` as the running callback sees it; `None` when
-    /// Envoy would not expose it now.
-    pub(crate) fn map(&mut self, map: MapType) -> Option<&mut Headers> {
-        if matches!(
-            map,
-            MapType::HttpCallResponseHeaders | MapType::GrpcInitialMetadata
-        ) {
-            return self.callout.headers.as_mut();
-        }
-        if matches!(
-            map,
-            MapType::HttpCallResponseTrailers | MapType::GrpcTrailingMetadata
-        ) {
-            return self.callout.trailers.as_mut();
-        }
-        let stream = self.stream()?;
-        match map {
-            MapType::RequestHeaders => stream.request_headers.as_mut(),
-            MapType::RequestTrailers => stream.request_trailers.as_mut(),
-            MapType::ResponseHeaders => stream.response_headers.as_mut(),
-            MapType::ResponseTrailers => stream.response_trailers.as_mut(),
-            _ => None,
-        }
     }
 }
 
@@ -200,5 +252,32 @@ impl ResourceLimiter for MemoryCap {
         // Tables of function references stay small in real filters; a
         // runaway one is bounded like memory.
         Ok(desired <= 1_000_000)
+    }
+}
+
+/// Host states for the semantic tests, without a wasm module.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// A VM in the callback of stream 2, whose request headers are `request`.
+    pub(crate) fn in_stream(request: Headers) -> HostState {
+        let mut s = HostState::new(PluginConfig::new(), 1, usize::MAX);
+        s.streams.insert(
+            2,
+            StreamState {
+                request_headers: Some(request),
+                ..StreamState::default()
+            },
+        );
+        s.enter(2);
+        s
     }
 }
