@@ -256,7 +256,11 @@ impl<'a, 'c> Guest<'a, 'c> {
     }
 
     /// Writes `bytes` at `ptr`.
-    pub(crate) fn write_bytes(&mut self, ptr: GuestPtr<u8>, bytes: &[u8]) -> Result<(), MemoryError> {
+    pub(crate) fn write_bytes(
+        &mut self,
+        ptr: GuestPtr<u8>,
+        bytes: &[u8],
+    ) -> Result<(), MemoryError> {
         let memory = self.exports()?.memory;
         let data = memory.data_mut(&mut *self.caller);
         let size = data.len();
@@ -272,7 +276,11 @@ impl<'a, 'c> Guest<'a, 'c> {
     }
 
     /// Writes `value` at `ptr`.
-    pub(crate) fn write<T: Scalar>(&mut self, ptr: GuestPtr<T>, value: T) -> Result<(), MemoryError> {
+    pub(crate) fn write<T: Scalar>(
+        &mut self,
+        ptr: GuestPtr<T>,
+        value: T,
+    ) -> Result<(), MemoryError> {
         self.write_bytes(GuestPtr::at(ptr.addr), &value.encode())
     }
 
@@ -420,10 +428,7 @@ mod tests {
             answer::<Errno>(Err(oob().into())).ok(),
             Some(Errno::Fault.code())
         );
-        assert_eq!(
-            answer::<Status>(Err(Status::NotFound.into())).ok(),
-            Some(1)
-        );
+        assert_eq!(answer::<Status>(Err(Status::NotFound.into())).ok(), Some(1));
         let trap = MemoryError::AllocatorTrap(wasmtime::Error::msg("boom"));
         assert!(answer::<Status>(Err(trap.into())).is_err());
     }

@@ -42,7 +42,8 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             proxy(&mut c, |g| {
                 let kind = buffer_type(kind)?;
                 let data = g.read_bytes(GuestSlice::new(ptr, len))?;
-                Ok(g.state_mut().set_buffer_bytes(kind, start as u32, size as u32, data)?)
+                Ok(g.state_mut()
+                    .set_buffer_bytes(kind, start as u32, size as u32, data)?)
             })
         },
     )?;

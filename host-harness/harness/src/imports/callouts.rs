@@ -43,7 +43,10 @@ fn grpc_request(
         service: g.read_string(service)?,
         method: g.read_string(method)?,
         initial_metadata: decode_headers(&g.read_bytes(metadata)?)?,
-        message: message.map(|m| g.read_bytes(m)).transpose()?.unwrap_or_default(),
+        message: message
+            .map(|m| g.read_bytes(m))
+            .transpose()?
+            .unwrap_or_default(),
         end_of_stream: message.is_some(),
     })
 }
@@ -134,7 +137,8 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
         |mut c: C<'_>, token: i32, message: i32, message_len: i32, end_stream: i32| {
             proxy(&mut c, |g| {
                 let message = g.read_bytes(GuestSlice::new(message, message_len))?;
-                Ok(g.state_mut().grpc_send(token as u32, message, end_stream != 0)?)
+                Ok(g.state_mut()
+                    .grpc_send(token as u32, message, end_stream != 0)?)
             })
         },
     )?;
@@ -150,7 +154,11 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             proxy(&mut c, |g| {
                 let (code, message) = g.state().callout_status();
                 g.write(GuestPtr::new(code_ptr), code)?;
-                Ok(g.copy_out(message.as_bytes(), GuestPtr::new(ptr_ptr), GuestPtr::new(size_ptr))?)
+                Ok(g.copy_out(
+                    message.as_bytes(),
+                    GuestPtr::new(ptr_ptr),
+                    GuestPtr::new(size_ptr),
+                )?)
             })
         },
     )?;

@@ -5,14 +5,17 @@ use crate::abi::{AbiVersion, LogLevel, Status};
 use crate::memory::{GuestPtr, GuestSlice, proxy};
 
 pub(super) fn link(i: &mut Imports, abi: AbiVersion) -> wasmtime::Result<()> {
-    i.env("proxy_log", |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
-        proxy(&mut c, |g| {
-            let level = LogLevel::from_abi(level).ok_or(Status::BadArgument)?;
-            let message = g.read_string(GuestSlice::new(ptr, len))?;
-            g.state_mut().log(level, message);
-            Ok(())
-        })
-    })?;
+    i.env(
+        "proxy_log",
+        |mut c: C<'_>, level: i32, ptr: i32, len: i32| {
+            proxy(&mut c, |g| {
+                let level = LogLevel::from_abi(level).ok_or(Status::BadArgument)?;
+                let message = g.read_string(GuestSlice::new(ptr, len))?;
+                g.state_mut().log(level, message);
+                Ok(())
+            })
+        },
+    )?;
     // Envoy links `proxy_get_log_level` only for ABI 0.2.1 modules.
     if abi == AbiVersion::V0_2_1 {
         i.env("proxy_get_log_level", |mut c: C<'_>, ptr: i32| {

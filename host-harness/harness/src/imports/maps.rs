@@ -17,7 +17,11 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
                 let map = map_type(kind)?;
                 let key = g.read_string(GuestSlice::new(key, key_len))?;
                 let value = g.state_mut().header_value(map, &key)?;
-                Ok(g.copy_out(value.as_bytes(), GuestPtr::new(ptr_ptr), GuestPtr::new(size_ptr))?)
+                Ok(g.copy_out(
+                    value.as_bytes(),
+                    GuestPtr::new(ptr_ptr),
+                    GuestPtr::new(size_ptr),
+                )?)
             })
         },
     )?;

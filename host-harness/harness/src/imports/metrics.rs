@@ -26,7 +26,9 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
         "proxy_record_metric",
         |mut c: C<'_>, id: i32, value: i64| {
             proxy(&mut c, |g| {
-                Ok(g.state_mut().metrics_mut().record(id as u32, value as u64)?)
+                Ok(g.state_mut()
+                    .metrics_mut()
+                    .record(id as u32, value as u64)?)
             })
         },
     )?;

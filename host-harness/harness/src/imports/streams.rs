@@ -18,7 +18,9 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
         proxy(&mut c, |g| Ok(g.state_mut().resume(StreamType::Request)?))
     })?;
     i.env("proxy_continue_response", |mut c: C<'_>| {
-        proxy(&mut c, |g| Ok(g.state_mut().resume(StreamType::Response)?))
+        proxy(&mut c, |g| {
+            Ok(g.state_mut().resume(StreamType::Response)?)
+        })
     })?;
     i.env("proxy_close_stream", |mut c: C<'_>, kind: i32| {
         proxy(&mut c, |g| Ok(g.state_mut().close(stream_type(kind)?)?))
@@ -43,7 +45,8 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             proxy(&mut c, |g| {
                 let details = g.read_string(GuestSlice::new(details, details_len))?;
                 let body = g.read_bytes(GuestSlice::new(body, body_len))?;
-                let headers = decode_headers(&g.read_bytes(GuestSlice::new(headers, headers_len))?)?;
+                let headers =
+                    decode_headers(&g.read_bytes(GuestSlice::new(headers, headers_len))?)?;
                 g.state_mut().send_local_response(LocalReply {
                     status: u16::try_from(status as u32).unwrap_or(u16::MAX),
                     details,

@@ -38,7 +38,9 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             })
         },
     )?;
-    i.wasi("fd_read", |_: i32, _: i32, _: i32, _: i32| Errno::Nosys.code())?;
+    i.wasi("fd_read", |_: i32, _: i32, _: i32, _: i32| {
+        Errno::Nosys.code()
+    })?;
     i.wasi("fd_seek", |_: i32, _: i64, _: i32, _: i32| {
         tracing::warn!("filter called fd_seek, which Envoy ignores");
         Errno::Success.code()
@@ -111,12 +113,8 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             Ok(g.write_bytes(GuestPtr::new(ptr), &bytes)?)
         })
     })?;
-    i.wasi(
-        "proc_exit",
-        |mut c: C<'_>, code: i32| -> wasmtime::Result<()> {
-            c.data_mut().exit(code);
-            Err(wasmtime::Error::new(ProcExit(code)))
-        },
-    )?;
+    i.wasi("proc_exit", |code: i32| -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(ProcExit(code)))
+    })?;
     Ok(())
 }

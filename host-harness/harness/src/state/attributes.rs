@@ -40,7 +40,7 @@ fn derived_property(stream: &StreamState, path: &[u8]) -> Option<Value> {
         .map(|b| if *b == 0 { b'.' } else { *b })
         .collect();
     let name = std::str::from_utf8(&dotted).ok()?;
-    let req = stream.request_headers.as_deref();
+    let req = stream.request.headers.as_deref();
     let header = |h: Option<&[(String, String)]>, k: &str| {
         h.and_then(|h| crate::http::find_header(h, k))
             .map(Value::from)
@@ -66,20 +66,20 @@ fn derived_property(stream: &StreamState, path: &[u8]) -> Option<Value> {
         "request.referer" => header(req, "referer"),
         "request.protocol" => req.map(|_| Value::from("HTTP/2")),
         "request.headers" => map(req),
-        "response.code" => header(stream.response_headers.as_deref(), ":status")
+        "response.code" => header(stream.response.headers.as_deref(), ":status")
             .and_then(|v| match v {
                 Value::Bytes(b) => std::str::from_utf8(&b).ok()?.parse::<i64>().ok(),
                 _ => None,
             })
             .map(Value::Int),
-        "response.headers" => map(stream.response_headers.as_deref()),
-        "response.trailers" => map(stream.response_trailers.as_deref()),
+        "response.headers" => map(stream.response.headers.as_deref()),
+        "response.trailers" => map(stream.response.trailers.as_deref()),
         _ => {
             // `request.headers.<name>` and friends index into the maps.
             let (prefix, key) = name.split_once(".headers.")?;
             match prefix {
                 "request" => header(req, key),
-                "response" => header(stream.response_headers.as_deref(), key),
+                "response" => header(stream.response.headers.as_deref(), key),
                 _ => None,
             }
         }
@@ -92,10 +92,12 @@ mod tests {
     use crate::state::testing::{headers, in_stream};
 
     fn stream(path: &str) -> StreamState {
-        StreamState {
-            request_headers: Some(vec![(":path".to_owned(), path.to_owned())]),
-            ..Default::default()
-        }
+        let mut stream = StreamState::default();
+        stream.set_headers(
+            crate::state::Direction::Request,
+            Some(vec![(":path".to_owned(), path.to_owned())]),
+        );
+        stream
     }
 
     #[test]

@@ -13,8 +13,8 @@ impl HostState {
     /// The buffer `kind` as the running callback sees it.
     fn buffer(&mut self, kind: BufferType) -> Option<&mut Vec<u8>> {
         match kind {
-            BufferType::RequestBody => self.stream()?.request_body.as_mut(),
-            BufferType::ResponseBody => self.stream()?.response_body.as_mut(),
+            BufferType::RequestBody => self.stream()?.request.body.as_mut(),
+            BufferType::ResponseBody => self.stream()?.response.body.as_mut(),
             BufferType::HttpCallResponseBody | BufferType::GrpcReceiveBuffer => {
                 self.callout.body.as_mut()
             }
@@ -84,7 +84,7 @@ mod tests {
     fn with_body(body: &[u8]) -> HostState {
         let mut s = in_stream(headers(&[]));
         if let Some(stream) = s.stream() {
-            stream.request_body = Some(body.to_vec());
+            stream.request.body = Some(body.to_vec());
         }
         s
     }
@@ -92,9 +92,18 @@ mod tests {
     #[test]
     fn reads_are_cut_at_the_end() {
         let mut s = with_body(b"hello");
-        assert_eq!(s.buffer_bytes(BufferType::RequestBody, 1, 3), Ok(b"ell".to_vec()));
-        assert_eq!(s.buffer_bytes(BufferType::RequestBody, 3, 99), Ok(b"lo".to_vec()));
-        assert_eq!(s.buffer_bytes(BufferType::RequestBody, 9, 1), Ok(Vec::new()));
+        assert_eq!(
+            s.buffer_bytes(BufferType::RequestBody, 1, 3),
+            Ok(b"ell".to_vec())
+        );
+        assert_eq!(
+            s.buffer_bytes(BufferType::RequestBody, 3, 99),
+            Ok(b"lo".to_vec())
+        );
+        assert_eq!(
+            s.buffer_bytes(BufferType::RequestBody, 9, 1),
+            Ok(Vec::new())
+        );
         assert_eq!(
             s.buffer_bytes(BufferType::ResponseBody, 0, 1),
             Err(Status::NotFound)
@@ -109,14 +118,20 @@ mod tests {
             .unwrap();
         s.set_buffer_bytes(BufferType::RequestBody, 4, 0, b">".to_vec())
             .unwrap();
-        assert_eq!(s.buffer_bytes(BufferType::RequestBody, 0, 9), Ok(b"<mid>".to_vec()));
+        assert_eq!(
+            s.buffer_bytes(BufferType::RequestBody, 0, 9),
+            Ok(b"<mid>".to_vec())
+        );
         assert_eq!(
             s.set_buffer_bytes(BufferType::RequestBody, 2, 1, b"x".to_vec()),
             Err(Status::BadArgument)
         );
         s.set_buffer_bytes(BufferType::RequestBody, 0, 1, b"new".to_vec())
             .unwrap();
-        assert_eq!(s.buffer_bytes(BufferType::RequestBody, 0, 9), Ok(b"new".to_vec()));
+        assert_eq!(
+            s.buffer_bytes(BufferType::RequestBody, 0, 9),
+            Ok(b"new".to_vec())
+        );
     }
 
     #[test]

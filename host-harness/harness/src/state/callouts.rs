@@ -150,9 +150,10 @@ mod tests {
 
     #[test]
     fn http_calls_need_a_known_upstream_and_the_pseudo_headers() {
-        let mut s = state(PluginConfig::new().http_upstream("up", |_| {
-            HttpCallReply::Response(Response::new(200))
-        }));
+        let mut s = state(
+            PluginConfig::new()
+                .http_upstream("up", |_| HttpCallReply::Response(Response::new(200))),
+        );
         let full = [(":method", "GET"), (":path", "/"), (":authority", "a")];
         assert_eq!(s.http_call(call(&full[..2])), Err(Status::BadArgument));
         let mut other = call(&full);

@@ -31,10 +31,10 @@ impl HostState {
             MapType::HttpCallResponseTrailers | MapType::GrpcTrailingMetadata => {
                 self.callout.trailers.as_mut()
             }
-            MapType::RequestHeaders => self.stream()?.request_headers.as_mut(),
-            MapType::RequestTrailers => self.stream()?.request_trailers.as_mut(),
-            MapType::ResponseHeaders => self.stream()?.response_headers.as_mut(),
-            MapType::ResponseTrailers => self.stream()?.response_trailers.as_mut(),
+            MapType::RequestHeaders => self.stream()?.request.headers.as_mut(),
+            MapType::RequestTrailers => self.stream()?.request.trailers.as_mut(),
+            MapType::ResponseHeaders => self.stream()?.response.headers.as_mut(),
+            MapType::ResponseTrailers => self.stream()?.response.trailers.as_mut(),
         }
     }
 
@@ -59,7 +59,12 @@ impl HostState {
     }
 
     /// `proxy_add_header_map_value`: appends, keeping other values.
-    pub(crate) fn add_header(&mut self, map: MapType, key: &str, value: String) -> Result<(), Status> {
+    pub(crate) fn add_header(
+        &mut self,
+        map: MapType,
+        key: &str,
+        value: String,
+    ) -> Result<(), Status> {
         let map = self.existing_map(map)?;
         map.push((key.to_ascii_lowercase(), value));
         Ok(())
@@ -153,7 +158,10 @@ mod tests {
             .unwrap();
         s.add_header(MapType::RequestHeaders, "x-a", "2".into())
             .unwrap();
-        assert_eq!(s.header_map_size(MapType::RequestHeaders), Ok(5 + 1 + 3 + 1 + 3 + 1));
+        assert_eq!(
+            s.header_map_size(MapType::RequestHeaders),
+            Ok(5 + 1 + 3 + 1 + 3 + 1)
+        );
         s.remove_header(MapType::RequestHeaders, "X-A").unwrap();
         assert_eq!(
             s.header_value(MapType::RequestHeaders, "x-a"),

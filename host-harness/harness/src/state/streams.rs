@@ -11,8 +11,8 @@ impl HostState {
         // A root context has no stream to resume.
         let stream = self.stream().ok_or(Status::Unimplemented)?;
         match kind {
-            StreamType::Request => stream.resume_request = true,
-            StreamType::Response => stream.resume_response = true,
+            StreamType::Request => stream.request.resume = true,
+            StreamType::Response => stream.response.resume = true,
             StreamType::Downstream | StreamType::Upstream => return Err(Status::Unimplemented),
         }
         Ok(())

@@ -66,7 +66,12 @@ impl HostState {
     }
 
     /// `proxy_set_shared_data`.
-    pub(crate) fn set_shared_data(&self, key: &[u8], value: Vec<u8>, cas: u32) -> Result<(), Status> {
+    pub(crate) fn set_shared_data(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        cas: u32,
+    ) -> Result<(), Status> {
         ok(self.shared.set(&self.vm_id, key, value, cas))
     }
 
@@ -78,7 +83,9 @@ impl HostState {
 
     /// `proxy_resolve_shared_queue`.
     pub(crate) fn resolve_queue(&self, vm_id: &str, name: &[u8]) -> Result<u32, Status> {
-        self.shared.resolve_queue(vm_id, name).ok_or(Status::NotFound)
+        self.shared
+            .resolve_queue(vm_id, name)
+            .ok_or(Status::NotFound)
     }
 
     /// `proxy_enqueue_shared_queue`.
@@ -142,11 +149,6 @@ impl HostState {
         bytes.truncate(len);
         Ok(bytes)
     }
-
-    /// `proc_exit`: remembered, then the call traps.
-    pub(crate) fn exit(&mut self, code: i32) {
-        self.exit_code = Some(code);
-    }
 }
 
 fn ok(status: Status) -> Result<(), Status> {
@@ -174,11 +176,18 @@ mod tests {
     fn shared_data_is_keyed_by_vm_id() {
         let a = HostState::new(PluginConfig::new().vm_id("a"), 1, usize::MAX);
         let shared = a.shared.clone();
-        let b = HostState::new(PluginConfig::new().vm_id("b").shared(&shared), 2, usize::MAX);
+        let b = HostState::new(
+            PluginConfig::new().vm_id("b").shared(&shared),
+            2,
+            usize::MAX,
+        );
         a.set_shared_data(b"k", b"v".to_vec(), 0).unwrap();
         assert_eq!(a.shared_data(b"k"), Ok((b"v".to_vec(), 1)));
         assert_eq!(b.shared_data(b"k"), Err(Status::NotFound));
-        assert_eq!(a.set_shared_data(b"k", b"w".to_vec(), 7), Err(Status::CasMismatch));
+        assert_eq!(
+            a.set_shared_data(b"k", b"w".to_vec(), 7),
+            Err(Status::CasMismatch)
+        );
     }
 
     #[test]
