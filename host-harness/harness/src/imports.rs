@@ -17,8 +17,6 @@ mod shared;
 mod streams;
 mod wasi;
 
-use std::collections::HashSet;
-
 use wasmtime::{Caller, Engine, IntoFunc, Linker};
 
 use crate::abi::AbiVersion;
@@ -31,11 +29,9 @@ type C<'a> = Caller<'a, HostState>;
 #[error("guest called `proc_exit({0})`")]
 pub(crate) struct ProcExit(pub(crate) i32);
 
-/// Collects the linker and the names it defines, so a missing import can
-/// be reported by name before wasmtime sees the module.
-pub(crate) struct Imports {
-    pub(crate) linker: Linker<HostState>,
-    pub(crate) names: HashSet<(String, String)>,
+/// The linker the ABI areas add their functions to.
+struct Imports {
+    linker: Linker<HostState>,
 }
 
 impl Imports {
@@ -46,7 +42,6 @@ impl Imports {
         f: impl IntoFunc<HostState, Params, Args> + Clone,
     ) -> wasmtime::Result<()> {
         self.linker.func_wrap(module, name, f)?;
-        self.names.insert((module.to_owned(), name.to_owned()));
         Ok(())
     }
 
@@ -70,10 +65,11 @@ impl Imports {
     }
 }
 
-pub(crate) fn build(engine: &Engine, abi: AbiVersion) -> wasmtime::Result<Imports> {
+/// A linker with every function the host provides to a module of ABI
+/// version `abi`.
+pub(crate) fn build(engine: &Engine, abi: AbiVersion) -> wasmtime::Result<Linker<HostState>> {
     let mut i = Imports {
         linker: Linker::new(engine),
-        names: HashSet::new(),
     };
     logging::link(&mut i, abi)?;
     properties::link(&mut i)?;
@@ -85,5 +81,5 @@ pub(crate) fn build(engine: &Engine, abi: AbiVersion) -> wasmtime::Result<Import
     metrics::link(&mut i)?;
     contexts::link(&mut i)?;
     wasi::link(&mut i)?;
-    Ok(i)
+    Ok(i.linker)
 }

@@ -8,7 +8,6 @@ use crate::callout::{GrpcCallRequest, HttpCallRequest};
 use crate::memory::{Fault, Guest, GuestPtr, GuestSlice, len_u32, proxy};
 use crate::state::decode_headers;
 
-#[expect(clippy::too_many_arguments, reason = "mirrors the ABI")]
 fn http_call(
     g: &mut Guest<'_, '_>,
     upstream: GuestSlice,
