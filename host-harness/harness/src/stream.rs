@@ -3,7 +3,7 @@
 use crate::callout::{HttpCallReply, HttpCallRequest};
 use crate::error::Failure;
 use crate::http::{End, Exchange, Headers, LocalReply, Message, Request, Response, lower};
-use crate::plugin::{Callback, Plugin};
+use crate::plugin::{Callback, Plugin, StreamCallbacks};
 use crate::state::Direction::{self, Request as Req, Response as Resp};
 
 /// What happened to the data just given to the stream, once the callback
@@ -160,12 +160,8 @@ impl<'p> HttpStream<'p> {
         self.plugin
             .stream_state(self.id)
             .set_headers(direction, Some(headers));
-        self.flow(direction).ended = end_of_stream;
-        let callback = &self.plugin.exports.stream(direction).headers;
-        let callback = (callback.name, callback.f.clone());
-        let action = self.run(callback, (self.id as i32, n, i32::from(end_of_stream)));
-        self.flow(direction).paused = action != Some(0);
-        self.settle()
+        let params = (self.id as i32, n, i32::from(end_of_stream));
+        self.deliver(direction, end_of_stream, |c| &c.headers, params)
     }
 
     fn body(&mut self, direction: Direction, chunk: &[u8], end_of_stream: bool) -> Step {
@@ -176,12 +172,8 @@ impl<'p> HttpStream<'p> {
             .plugin
             .stream_state(self.id)
             .append_body(direction, chunk) as i32;
-        self.flow(direction).ended = end_of_stream;
-        let callback = &self.plugin.exports.stream(direction).body;
-        let callback = (callback.name, callback.f.clone());
-        let action = self.run(callback, (self.id as i32, size, i32::from(end_of_stream)));
-        self.flow(direction).paused = action != Some(0);
-        self.settle()
+        let params = (self.id as i32, size, i32::from(end_of_stream));
+        self.deliver(direction, end_of_stream, |c| &c.body, params)
     }
 
     fn trailers(&mut self, direction: Direction, trailers: Headers) -> Step {
@@ -193,10 +185,23 @@ impl<'p> HttpStream<'p> {
         self.plugin
             .stream_state(self.id)
             .set_trailers(direction, Some(trailers));
-        self.flow(direction).ended = true;
-        let callback = &self.plugin.exports.stream(direction).trailers;
+        let params = (self.id as i32, n);
+        self.deliver(direction, true, |c| &c.trailers, params)
+    }
+
+    /// Runs the stream callback `pick` of `direction` on what was just
+    /// stored for the filter, then applies what it asked for.
+    fn deliver<P: wasmtime::WasmParams>(
+        &mut self,
+        direction: Direction,
+        ended: bool,
+        pick: fn(&StreamCallbacks) -> &Callback<P>,
+        params: P,
+    ) -> Step {
+        self.flow(direction).ended = ended;
+        let callback = pick(self.plugin.exports.stream(direction));
         let callback = (callback.name, callback.f.clone());
-        let action = self.run(callback, (self.id as i32, n));
+        let action = self.run(callback, params);
         self.flow(direction).paused = action != Some(0);
         self.settle()
     }
