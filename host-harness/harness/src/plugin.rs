@@ -24,9 +24,9 @@ pub(crate) struct Exports {
     pub(crate) on_context_create: F<(i32, i32), ()>,
     on_vm_start: F<(i32, i32), i32>,
     on_configure: F<(i32, i32), i32>,
-    pub(crate) on_done: F<i32, i32>,
-    pub(crate) on_log: F<i32, ()>,
-    pub(crate) on_delete: F<i32, ()>,
+    on_done: F<i32, i32>,
+    on_log: F<i32, ()>,
+    on_delete: F<i32, ()>,
     on_tick: F<i32, ()>,
     on_queue_ready: F<(i32, i32), ()>,
     request: StreamCallbacks,
@@ -149,7 +149,7 @@ impl Exports {
 /// it. Streams go through it one at a time; its logs, metrics and clock
 /// are its own.
 pub struct Plugin {
-    pub(crate) store: Store<HostState>,
+    store: Store<HostState>,
     pub(crate) exports: Exports,
     pub(crate) root_id: u32,
     next_context: u32,
@@ -614,6 +614,24 @@ impl Plugin {
             root as i32,
         )?;
         Ok(true)
+    }
+
+    /// Ends stream `id` as Envoy does: `proxy_on_done`, then
+    /// `proxy_on_log` (access logs, which see missing maps as
+    /// `NOT_FOUND`), then `proxy_on_delete`. A failure is recorded on the
+    /// plugin.
+    pub(crate) fn end_stream(&mut self, id: u32) {
+        let arg = id as i32;
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
+        self.store.data_mut().set_access_log(true);
+        let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
+        self.store.data_mut().set_access_log(false);
+        let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
+    }
+
+    /// Forgets stream `id`, returning its last state.
+    pub(crate) fn remove_stream(&mut self, id: u32) -> Option<StreamState> {
+        self.store.data_mut().remove_stream(id)
     }
 
     pub(crate) fn stream_state(&mut self, id: u32) -> &mut StreamState {

@@ -428,20 +428,12 @@ impl<'p> HttpStream<'p> {
     fn finish_inner(&mut self) -> Exchange {
         if !self.finished {
             self.finished = true;
-            let id = self.id as i32;
             if self.failure.is_none() && !self.bypass {
-                let p = &mut *self.plugin;
-                let _ = p.call("proxy_on_done", p.exports.on_done.clone(), self.id, id);
-                p.store.data_mut().set_access_log(true);
-                let _ = p.call("proxy_on_log", p.exports.on_log.clone(), self.id, id);
-                p.store.data_mut().set_access_log(false);
-                let _ = p.call("proxy_on_delete", p.exports.on_delete.clone(), self.id, id);
+                self.plugin.end_stream(self.id);
             }
         }
         let route_cache_cleared = self
             .plugin
-            .store
-            .data_mut()
             .remove_stream(self.id)
             .is_some_and(|s| s.route_cache_cleared());
         let end = self.end.unwrap_or(End::Stalled);
