@@ -250,7 +250,7 @@ class Variant:
     enforces: bool = False
 
 
-def variants(wasm_dir: Path) -> list[Variant]:
+def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]:
     trivial = wasm_dir / "meshward_bench_trivial_filter.wasm"
     identity = wasm_dir / "meshward_identity_filter.wasm"
     authz = wasm_dir / "meshward_authz_filter.wasm"
@@ -261,6 +261,37 @@ def variants(wasm_dir: Path) -> list[Variant]:
     def azf(n, peer_from):
         return wasm_filter(authz, "meshward_authz", authz_config(n, peer_from))
 
+    # Experiments (`--experiments`): the same chain with other builds of the
+    # modules (`--alt label=dir`), and with one vm_id for both plugins.
+    extra = [
+        Variant(
+            "both-10-one-vm-id",
+            "identity + authz, 10 policies, one vm_id",
+            [
+                wasm_filter(identity, "meshward_identity", IDENTITY_CONFIG, "meshward"),
+                wasm_filter(authz, "meshward_authz", authz_config(10, "identity_filter"), "meshward"),
+            ],
+            [identity, authz],
+            True,
+        )
+    ]
+    for label, d in alts:
+        ai, aa, at = (d / p.name for p in (identity, authz, trivial))
+        if at.is_file():
+            extra.append(Variant(f"trivial@{label}", f"trivial wasm filter, {label}",
+                                 [wasm_filter(at, "bench_trivial", "")], [at]))
+        extra.append(
+            Variant(
+                f"both-10@{label}",
+                f"identity + authz, 10 policies, {label}",
+                [
+                    wasm_filter(ai, "meshward_identity", IDENTITY_CONFIG),
+                    wasm_filter(aa, "meshward_authz", authz_config(10, "identity_filter")),
+                ],
+                [ai, aa],
+                True,
+            )
+        )
     return [
         Variant("none", "no filter", []),
         Variant("rbac-10", "Envoy RBAC, 10 policies", rbac_filters(mesh_policies(10)), enforces=True),
@@ -287,7 +318,7 @@ def variants(wasm_dir: Path) -> list[Variant]:
             [identity, authz],
             True,
         ),
-    ]
+    ] + extra
 
 
 # --- processes ------------------------------------------------------------
@@ -575,7 +606,7 @@ def measure(args, binary, workdir, v: Variant, conc: int, rnd: int, server_port:
     load_avg = os.getloadavg()[0]
     server = Envoy(binary, workdir, f"server-{v.name}-c{conc}", config, conc)
     try:
-        ready = server.wait_ready()
+        ready = server.wait_ready(args.ready_timeout)
         # The client's pooled connections to the previous server are gone;
         # the first requests may fail until it reconnects.
         deadline = time.monotonic() + 10
@@ -714,7 +745,12 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=1, help="seconds of load before measuring")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     p.add_argument("--connections-per-worker", type=int, default=2)
-    p.add_argument("--variants", type=lambda s: s.split(","), help="names to run (default all)")
+    p.add_argument("--variants", type=lambda s: s.split(","),
+                   help="names to run (default: all but the experiments); `none` always runs")
+    p.add_argument("--alt", action="append", default=[], metavar="LABEL=DIR",
+                   help="experiment: variants `both-10@LABEL` (and `trivial@LABEL`) with the modules in DIR")
+    p.add_argument("--ready-timeout", type=float, default=300,
+                   help="seconds a server may take to become ready (V8 compiling on a busy machine)")
     p.add_argument("--smoke", action="store_true", help="one round, concurrency 1, 1 s: checks that every variant runs")
     args = p.parse_args()
     # Stop the Envoys (the `finally` blocks) when stopped ourselves.
@@ -722,8 +758,11 @@ def main() -> int:
     if args.smoke:
         args.rounds, args.duration, args.warmup, args.saturate, args.concurrency = 1, 1, 1, 1, [1]
 
-    vs = variants(args.wasm_dir)
-    if args.variants:
+    alts = [(a.partition("=")[0], Path(a.partition("=")[2])) for a in args.alt]
+    vs = variants(args.wasm_dir, alts)
+    if not args.variants:
+        vs = [v for v in vs if "@" not in v.name and v.name != "both-10-one-vm-id"]
+    else:
         unknown = set(args.variants) - {v.name for v in vs}
         if unknown:
             raise SystemExit(f"bench-envoy: unknown variants {sorted(unknown)}")
@@ -752,6 +791,7 @@ def main() -> int:
         2,
     )
     samples: list[Sample] = []
+    failures: list[str] = []
     started = time.time()
     version = subprocess.run([str(args.envoy), "--version"], capture_output=True, text=True).stdout
     version = re.search(r"version: \S+", version)
@@ -763,9 +803,16 @@ def main() -> int:
                 # first (after the machine was idle) or last.
                 k = rnd % len(vs)
                 for v in vs[k:] + vs[:k]:
-                    s = measure(args, args.envoy, workdir, v, conc, rnd, server_port, client_port,
-                                args.certs, generate)
+                    try:
+                        s = measure(args, args.envoy, workdir, v, conc, rnd, server_port, client_port,
+                                    args.certs, generate)
+                    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+                        # One variant failing must not lose the others' data.
+                        failures.append(f"round {rnd + 1} c{conc} {v.name}: {e}")
+                        print(f"bench-envoy: FAILED {failures[-1]}", file=sys.stderr, flush=True)
+                        continue
                     samples.append(s)
+                    (args.out / "samples.json").write_text(json.dumps([asdict(x) for x in samples], indent=1))
                     print(
                         f"bench-envoy: round {rnd + 1} c{conc} {v.name:<10} {s.cpu_us_per_request:6.1f} µs/req "
                         f"{s.paced_rps:6.0f} paced, {s.rps:6.0f} max req/s p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms "
@@ -788,7 +835,9 @@ def main() -> int:
     (args.out / "samples.json").write_text(json.dumps([asdict(s) for s in samples], indent=1))
     print(text)
     print(f"bench-envoy: wrote {args.out / 'report.md'} and samples.json", file=sys.stderr)
-    return 0
+    for f in failures:
+        print(f"bench-envoy: FAILED {f}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

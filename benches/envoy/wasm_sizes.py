@@ -73,6 +73,27 @@ def crate_of(name: str) -> str:
     return first or "?"
 
 
+# Groups of code that one design decision keeps or removes, matched on the
+# whole demangled name (first match wins). Generic std/alloc/hashbrown code
+# instantiated for these crates' types mostly lands in "the rest": legacy
+# symbol names carry the impl's path, not its type arguments.
+GROUPS = [
+    ("cedar parser (text to CST to AST, errors, EST)", r"cedar_policy_core::(parser|est)|\blalrpop"),
+    ("cedar validator and schema", r"cedar_policy_core::validator"),
+    ("regex, regex-syntax, aho-corasick", r"\b(regex|regex_syntax|regex_automata|aho_corasick)::"),
+    ("cedar evaluator, entities, extensions, authorizer, AST",
+     r"cedar_policy_core::(evaluator|entities|extensions|authorizer|transitive_closure|ast)"),
+    ("cedar, other", r"\bcedar_policy"),
+    ("meshward", r"\bmeshward"),
+    ("serde, serde_json", r"\bserde(_json|_core)?::"),
+    ("x509-parser, der, asn1", r"\b(x509_parser|der|der_parser|asn1_rs)::"),
+    ("signature crypto (p256, p384, rsa, ecdsa, sha2, ed25519, bigint)",
+     r"\b(p256|p384|rsa|ecdsa|sha2|curve25519_dalek|ed25519_dalek|num_bigint_dig|primeorder|elliptic_curve|crypto_bigint)::"),
+    ("jsonwebtoken", r"\bjsonwebtoken::"),
+    ("proxy-wasm", r"\bproxy_wasm::"),
+]
+
+
 def analyse(path: Path) -> str:
     buf = path.read_bytes()
     assert buf[:4] == b"\0asm", f"{path} is not a wasm module"
@@ -131,15 +152,22 @@ def analyse(path: Path) -> str:
                 k = k2 + bsize
         sections[label] += end - i
         i = end
-    by_crate = Counter()
+    by_crate, by_group = Counter(), Counter()
     for n, size in enumerate(bodies):
-        by_crate[crate_of(names.get(imported + n, "?"))] += size
+        name = names.get(imported + n, "?")
+        by_crate[crate_of(name)] += size
+        full = demangle(name)
+        group = next((g for g, rx in GROUPS if re.search(rx, full)), "the rest (std, core, alloc, hashbrown, ...)")
+        by_group[group] += size
     out = [f"{path.name}: {len(buf):,} bytes, {len(bodies):,} functions", "", "| section | bytes |", "|---|---:|"]
     out += [f"| {k} | {v:,} |" for k, v in sections.most_common()]
     total = sum(bodies) or 1
     out += ["", "| crate (code section, by function name) | bytes | share |", "|---|---:|---:|"]
     for k, v in by_crate.most_common(25):
         out.append(f"| {k} | {v:,} | {100 * v / total:.1f} % |")
+    out += ["", "| group (code section) | bytes | share |", "|---|---:|---:|"]
+    for k, v in by_group.most_common():
+        out.append(f"| {k} | {v:,} | {100 * v / total:.0f} % |")
     return "\n".join(out) + "\n"
 
 
