@@ -69,22 +69,29 @@ struct Sized {
     configure: fn(&str, u64),
 }
 
+// The size goes through `black_box` in each wrapper only to make the
+// wrappers differ: rustc merges identical functions into one symbol, and
+// callgrind would then count every size under the first one's name.
 macro_rules! sized {
-    ($indexed:ident, $full:ident, $new_peer:ident, $configure:ident) => {{
+    ($size:literal, $indexed:ident, $full:ident, $new_peer:ident, $configure:ident) => {{
         #[inline(never)]
         fn $indexed(e: &PolicyEngine, f: &RequestFacts, n: u64) {
+            black_box($size);
             decide_indexed(e, f, n)
         }
         #[inline(never)]
         fn $full(e: &PolicyEngine, f: &RequestFacts, n: u64) {
+            black_box($size);
             decide_cedar_full(e, f, n)
         }
         #[inline(never)]
         fn $new_peer(e: &PolicyEngine, p: &[RequestFacts], n: u64) {
+            black_box($size);
             decide_new_peer(e, p, n)
         }
         #[inline(never)]
         fn $configure(t: &str, n: u64) {
+            black_box($size);
             configure(t, n)
         }
         (
@@ -107,18 +114,21 @@ macro_rules! sized {
 fn sized(size: usize) -> ([&'static str; 4], Sized) {
     match size {
         10 => sized!(
+            10,
             case_decide_10_indexed,
             case_decide_10_cedar_full,
             case_decide_10_new_peer,
             case_configure_10
         ),
         1_000 => sized!(
+            1_000,
             case_decide_1000_indexed,
             case_decide_1000_cedar_full,
             case_decide_1000_new_peer,
             case_configure_1000
         ),
         _ => sized!(
+            10_000,
             case_decide_10000_indexed,
             case_decide_10000_cedar_full,
             case_decide_10000_new_peer,

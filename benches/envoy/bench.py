@@ -280,6 +280,11 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
         if at.is_file():
             extra.append(Variant(f"trivial@{label}", f"trivial wasm filter, {label}",
                                  [wasm_filter(at, "bench_trivial", "")], [at]))
+        if ai.is_file():
+            extra.append(Variant(f"identity@{label}", f"identity filter, {label}",
+                                 [wasm_filter(ai, "meshward_identity", IDENTITY_CONFIG)], [ai]))
+        if not (ai.is_file() and aa.is_file()):
+            continue
         extra.append(
             Variant(
                 f"both-10@{label}",
@@ -693,14 +698,17 @@ def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
                 return getattr(r[name], key) - getattr(r["none"], key)
 
             def ratios(key, base):
+                # The median of this variant's added cost over the median of
+                # the base's, both over the same rounds of this run (a ratio
+                # per round swings with a small, noisy denominator).
                 if v.name in ("none", base):
                     return ""
-                xs = []
-                for r in rs:
-                    a, b = added(r, v.name, key), added(r, base, key)
-                    if a is not None and b is not None and b > 0:
-                        xs.append(a / b)
-                return f"{med(xs):.1f}" if xs else ""
+                pairs = [(a, b) for r in rs
+                         if (a := added(r, v.name, key)) is not None
+                         and (b := added(r, base, key)) is not None]
+                if not pairs or med([b for _, b in pairs]) <= 0:
+                    return ""
+                return f"{med([a for a, _ in pairs]) / med([b for _, b in pairs]):.1f}"
 
             add_cpu = [a for r in rs if (a := added(r, v.name, "cpu_us_per_request")) is not None]
             add_closed = [
@@ -723,8 +731,8 @@ def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
         "CPU µs/req, p50, p99: at the paced load (each connection pauses `--pause-ms` after "
         "each response); CPU is the server's utime+stime over the requests it counted. max req/s: "
         "closed loop, `--saturate` seconds, with the server's CPU per request then. added: "
-        "minus `no filter` in the same round. × trivial, × RBAC: added against the trivial "
-        "filter's or RBAC-10's added, per round. RSS: VmRSS after warm-up. allocated: "
+        "minus `no filter` in the same round, median over rounds. × trivial, × RBAC: median "
+        "added over the trivial filter's or RBAC-10's median added, same rounds. RSS: VmRSS after warm-up. allocated: "
         "Envoy admin /memory `allocated`. ready: process start to admin /ready LIVE. "
         "load: 1-minute load average before the measurement."
     )
@@ -748,7 +756,7 @@ def main() -> int:
     p.add_argument("--variants", type=lambda s: s.split(","),
                    help="names to run (default: all but the experiments); `none` always runs")
     p.add_argument("--alt", action="append", default=[], metavar="LABEL=DIR",
-                   help="experiment: variants `both-10@LABEL` (and `trivial@LABEL`) with the modules in DIR")
+                   help="experiment: variants `both-10@LABEL` (`trivial@`, `identity@`) with the modules in DIR")
     p.add_argument("--ready-timeout", type=float, default=300,
                    help="seconds a server may take to become ready (V8 compiling on a busy machine)")
     p.add_argument("--smoke", action="store_true", help="one round, concurrency 1, 1 s: checks that every variant runs")
