@@ -14,8 +14,10 @@
 )]
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
+use meshward_harness::{Filter, Host, LogLevel, Plugin, PluginConfig, Properties, Request};
 use meshward_identity::{AuthnConfig, PeerFacts, SpiffeId, authenticate};
 use meshward_policy::{PolicyEngine, RequestFacts};
 
@@ -137,6 +139,115 @@ fn sized(size: usize) -> ([&'static str; 4], Sized) {
     }
 }
 
+// The compiled filters' request path in the harness (wasmtime, one VM
+// reused across requests as in Envoy), at Istio's default log level
+// (`warning`): host calls, the filter glue and the library, as wasm.
+
+#[inline(never)]
+fn case_wasm_identity(plugin: &mut Plugin, n: u64) {
+    wasm_requests(plugin, n)
+}
+
+#[inline(never)]
+fn case_wasm_identity_alt(plugin: &mut Plugin, n: u64) {
+    black_box(1);
+    wasm_requests(plugin, n)
+}
+
+#[inline(never)]
+fn case_wasm_authz(plugin: &mut Plugin, n: u64) {
+    black_box(2);
+    wasm_requests(plugin, n)
+}
+
+#[inline(never)]
+fn case_wasm_both(identity: &mut Plugin, authz: &mut Plugin, n: u64) {
+    for _ in 0..n {
+        let exchange = identity.send(mesh_request());
+        assert!(exchange.forwarded());
+        // The authz filter reads the peer from the header the identity
+        // filter set.
+        let req = mesh_request().set_header("x-meshward-peer-id", PEER);
+        assert!(authz.send(req).forwarded());
+    }
+}
+
+const PEER: &str = "spiffe://cluster.local/ns/ns0/sa/sa5";
+
+fn mesh_request() -> Request {
+    Request::get("/api/5/items?page=2")
+        .set_header(":authority", "svc5.ns0.svc.cluster.local:8080")
+        .header("user-agent", "bench")
+}
+
+fn wasm_requests(plugin: &mut Plugin, n: u64) {
+    for _ in 0..n {
+        assert!(plugin.send(mesh_request()).forwarded());
+    }
+}
+
+fn start(filter: &Filter, config: &str) -> Plugin {
+    let props = Properties::istio_inbound_mtls(PEER, "");
+    let config = PluginConfig::new()
+        .configuration(config)
+        .properties(&props)
+        .log_level(LogLevel::Warn)
+        .time(SystemTime::now());
+    filter.start(config).unwrap()
+}
+
+fn wasm_cases(scale: impl Fn(u64) -> u64) {
+    let dir = std::env::var_os("MESHWARD_INSTR_WASM_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/filter"),
+        PathBuf::from,
+    );
+    let identity_config = r#"{"allowed_trust_domains": ["cluster.local"]}"#;
+    let authz_config = |peer_from: &str| {
+        serde_json::json!({
+            "cedar": {"policies": policy_set_for_wasm()},
+            "peer_from": peer_from,
+            "decision_log": "denies",
+        })
+        .to_string()
+    };
+    let host = Host::new().unwrap();
+    let Ok(identity) = host.load_file(dir.join("meshward_identity_filter.wasm")) else {
+        println!(
+            "no filters in {} (scripts/build-wasm): skipping the wasm cases",
+            dir.display()
+        );
+        return;
+    };
+    let mut identity = start(&identity, identity_config);
+    run("case_wasm_identity", scale(200), |n| {
+        case_wasm_identity(&mut identity, n)
+    });
+    if let Some(alt) = std::env::var_os("MESHWARD_INSTR_ALT_DIR") {
+        let wasm = Path::new(&alt).join("meshward_identity_filter.wasm");
+        let mut alt = start(&host.load_file(wasm).unwrap(), identity_config);
+        run("case_wasm_identity_alt", scale(200), |n| {
+            case_wasm_identity_alt(&mut alt, n)
+        });
+    }
+    let authz = host
+        .load_file(dir.join("meshward_authz_filter.wasm"))
+        .unwrap();
+    let mut alone = start(&authz, &authz_config("connection"));
+    run("case_wasm_authz", scale(200), |n| {
+        case_wasm_authz(&mut alone, n)
+    });
+    let mut chained = start(&authz, &authz_config("identity_filter"));
+    run("case_wasm_both", scale(200), |n| {
+        case_wasm_both(&mut identity, &mut chained, n)
+    });
+}
+
+/// The 10-policy set the Envoy bench uses: `request(10)`'s peer, host and
+/// path are permitted by it, as `PEER` and `mesh_request` are.
+fn policy_set_for_wasm() -> String {
+    policy_set(10)
+}
+
 /// Runs `f(n)` and prints wall-clock time per call (the number callgrind
 /// replaces); `label` names the case and its `case_` function.
 fn run(label: &str, n: u64, f: impl FnOnce(u64)) {
@@ -158,6 +269,10 @@ fn main() {
     } else {
         &[10, 1_000]
     };
+
+    if std::env::var_os("MESHWARD_INSTR_SKIP_WASM").is_none() {
+        wasm_cases(scale);
+    }
 
     let authn = AuthnConfig::from_json(IDENTITY_CONFIG.as_bytes()).unwrap();
     let peer = PeerFacts {

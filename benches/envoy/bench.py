@@ -759,6 +759,8 @@ def main() -> int:
                    help="experiment: variants `both-10@LABEL` (`trivial@`, `identity@`) with the modules in DIR")
     p.add_argument("--ready-timeout", type=float, default=300,
                    help="seconds a server may take to become ready (V8 compiling on a busy machine)")
+    p.add_argument("--report-from", type=Path, metavar="SAMPLES_JSON",
+                   help="only print the table of an earlier run's samples.json (with its --alt, --concurrency)")
     p.add_argument("--smoke", action="store_true", help="one round, concurrency 1, 1 s: checks that every variant runs")
     args = p.parse_args()
     # Stop the Envoys (the `finally` blocks) when stopped ourselves.
@@ -768,13 +770,21 @@ def main() -> int:
 
     alts = [(a.partition("=")[0], Path(a.partition("=")[2])) for a in args.alt]
     vs = variants(args.wasm_dir, alts)
-    if not args.variants:
+    if args.report_from:
+        pass
+    elif not args.variants:
         vs = [v for v in vs if "@" not in v.name and v.name != "both-10-one-vm-id"]
     else:
         unknown = set(args.variants) - {v.name for v in vs}
         if unknown:
             raise SystemExit(f"bench-envoy: unknown variants {sorted(unknown)}")
         vs = [v for v in vs if v.name in args.variants or v.name == "none"]
+    if args.report_from:
+        samples = [Sample(**d) for d in json.loads(args.report_from.read_text())]
+        ran = {s.variant for s in samples}
+        args.concurrency = sorted({s.concurrency for s in samples})
+        print(report(samples, [v for v in vs if v.name in ran], args, f"Samples from {args.report_from}"))
+        return 0
     for v in vs:
         for m in v.modules:
             if not m.is_file():
