@@ -666,10 +666,6 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def ratio(a, b):
-    return a / b if b > 0 else float("nan")
-
-
 def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
     by = {}
     for s in samples:
