@@ -275,6 +275,15 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
             True,
         )
     ]
+    # What a second VM of one module costs, and what sharing one saves:
+    # the identity filter twice in the chain, in two VMs or in one (same
+    # code, vm_id and VM configuration make Envoy reuse the VM).
+    for name, label, ids in (
+        ("identity-twice", "identity filter twice, two VMs", ("meshward_identity_a", "meshward_identity_b")),
+        ("identity-twice-one-vm", "identity filter twice, one VM", ("meshward_identity", "meshward_identity")),
+    ):
+        extra.append(Variant(name, label, [wasm_filter(identity, "meshward_identity", IDENTITY_CONFIG, i) for i in ids],
+                             [identity, identity]))
     for label, d in alts:
         ai, aa, at = (d / p.name for p in (identity, authz, trivial))
         if at.is_file():
@@ -769,7 +778,8 @@ def main() -> int:
     if args.report_from:
         pass
     elif not args.variants:
-        vs = [v for v in vs if "@" not in v.name and v.name != "both-10-one-vm-id"]
+        vs = [v for v in vs if "@" not in v.name and v.name not in
+              ("both-10-one-vm-id", "identity-twice", "identity-twice-one-vm")]
     else:
         unknown = set(args.variants) - {v.name for v in vs}
         if unknown:
