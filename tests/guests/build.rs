@@ -2,7 +2,7 @@
 
 fn main() {
     if let Err(e) =
-        meshward_wasm_build::build_script(meshward_wasm_build::GUESTS, &["tests/guests"])
+        meshward_wasm_build::build_script(meshward_wasm_build::GUESTS, &["tests/guests", "benches/trivial-filter"])
     {
         println!("cargo:warning={e}");
         std::process::exit(1);

@@ -17,10 +17,11 @@ use std::process::{Command, Stdio};
 /// The filters meshward ships, handed out by `meshward-filter-modules`.
 pub const FILTERS: &[&str] = &["meshward-identity-filter", "meshward-authz-filter"];
 
-/// The guest modules only tests and benches load, handed out by
+/// The guest modules only tests and benches load (the conformance filter, and
+/// the trivial filter the Envoy load bench compares against), handed out by
 /// `meshward-test-guests`. With [`FILTERS`] this names every `cdylib` in the
 /// workspace; a test checks it.
-pub const GUESTS: &[&str] = &["meshward-conformance-filter"];
+pub const GUESTS: &[&str] = &["meshward-conformance-filter", "meshward-bench-trivial-filter"];
 
 /// The target triple every filter is built for.
 pub const TARGET: &str = "wasm32-wasip1";
