@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod authority;
 #[cfg(any(test, feature = "testing"))]
 mod cases;
 mod config;
@@ -29,12 +30,15 @@ mod engine;
 mod facts;
 mod index;
 mod model;
+mod path;
 
 #[cfg(any(test, feature = "testing"))]
 pub use self::cases::{Case, CaseFailure, CaseRequest, Decide, Expect, Suite, Verdict, run_suite};
 pub use self::{
+    authority::AuthorityError,
     config::{ConfigError, Mode, SHIPPED_SCHEMA},
     diag::{ConfigDiagnostic, SourceLocation},
     engine::{Decision, PolicyEngine, PolicyId, Reason},
-    facts::RequestFacts,
+    facts::{Headers, InvalidRequest, RequestFacts},
+    path::{EscapedSlashes, NormalPath, PathError, PathOptions, normalize_path},
 };
