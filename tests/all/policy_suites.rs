@@ -48,7 +48,8 @@ impl Decide for WasmAuthz<'_> {
         if let Some(sni) = &facts.sni {
             req = req.property("connection.requested_server_name", sni.as_str());
         }
-        for (k, v) in &facts.headers {
+        for (k, v) in facts.headers.iter() {
+            let v = std::str::from_utf8(v).map_err(|_| format!("header `{k}` is not text"))?;
             req = req.header(k, v);
         }
         if let Some(peer) = &facts.peer {
@@ -107,6 +108,7 @@ fn reason(code: &str) -> Result<Reason, String> {
         Reason::NoPermit,
         Reason::NoPeerIdentity,
         Reason::BadRequest,
+        Reason::InvalidRequest,
     ]
     .into_iter()
     .find(|r| r.code() == code)

@@ -9,7 +9,7 @@ use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Schema, ValidationM
 
 use crate::config::{ConfigError, EngineConfig, Mode, SHIPPED_SCHEMA};
 use crate::diag::located;
-use crate::facts::RequestFacts;
+use crate::facts::{InvalidRequest, RequestFacts};
 use crate::index::{Combined, Index};
 use crate::model::{self, ExtCache, Names, TagFilter};
 
@@ -54,6 +54,12 @@ pub enum Reason {
     NoPeerIdentity,
     /// The request could not be put to Cedar (never expected; fails closed).
     BadRequest,
+    /// The request has no meaning a policy can be sure of: a method,
+    /// authority or path that is not valid text, a path with no normal form,
+    /// an authority with userinfo, a header or query parameter a policy reads
+    /// that is not UTF-8. [`Decision::errors`] says which
+    /// ([`InvalidRequest`](crate::InvalidRequest)).
+    InvalidRequest,
 }
 
 impl Reason {
@@ -65,6 +71,7 @@ impl Reason {
             Self::NoPermit => "no_permit",
             Self::NoPeerIdentity => "no_peer_identity",
             Self::BadRequest => "bad_request",
+            Self::InvalidRequest => "invalid_request",
         }
     }
 
@@ -104,6 +111,17 @@ impl Decision {
             reason,
             determining: Vec::new(),
             errors: error.into_iter().collect(),
+        }
+    }
+
+    fn invalid(e: &InvalidRequest) -> Self {
+        Self::denied(Reason::InvalidRequest, Some(e.to_string()))
+    }
+
+    fn from_build_error(e: model::BuildError) -> Self {
+        match e {
+            model::BuildError::Invalid(e) => Self::invalid(&e),
+            model::BuildError::Internal(e) => Self::denied(Reason::BadRequest, Some(e)),
         }
     }
 
@@ -240,13 +258,33 @@ impl PolicyEngine {
         facts: &RequestFacts,
         evaluate: impl FnOnce(&model::Built) -> Combined,
     ) -> Decision {
-        if self.require_peer_identity && facts.peer.is_none() {
-            return Decision::denied(Reason::NoPeerIdentity, None);
+        if let Some(d) = self.precheck(facts) {
+            return d;
         }
         match self.build_request(facts, None) {
             Ok(built) => Decision::from_combined(evaluate(&built)),
-            Err(e) => Decision::denied(Reason::BadRequest, Some(e.to_string())),
+            Err(e) => Decision::from_build_error(e),
         }
+    }
+
+    /// The denials that need no policy: a request that is not valid, or has
+    /// no peer identity when one is required.
+    fn precheck(&self, facts: &RequestFacts) -> Option<Decision> {
+        // A malformed request is reported as such even without a peer: it is
+        // the more useful reason in a log.
+        if let Some(invalid) = facts.invalid() {
+            return Some(Decision::invalid(invalid));
+        }
+        // `path` is a public field: a caller may have set it after
+        // construction. Deciding on a path that is not in normal form is the
+        // walk-around this crate exists to prevent.
+        if !crate::path::is_normal(&facts.path, facts.path_options()) {
+            return Some(Decision::invalid(&InvalidRequest::PathNotNormal));
+        }
+        if self.require_peer_identity && facts.peer.is_none() {
+            return Some(Decision::denied(Reason::NoPeerIdentity, None));
+        }
+        None
     }
 
     fn build_request(
@@ -275,8 +313,8 @@ impl PolicyEngine {
     /// entities, every policy evaluated.
     #[cfg(test)]
     pub(crate) fn decide_reference(&self, facts: &RequestFacts) -> Decision {
-        if self.require_peer_identity && facts.peer.is_none() {
-            return Decision::denied(Reason::NoPeerIdentity, None);
+        if let Some(d) = self.precheck(facts) {
+            return d;
         }
         let actions = |a: &EntityUid| self.actions.get(a).cloned();
         let built = model::build(
@@ -297,7 +335,7 @@ impl PolicyEngine {
                 ));
                 Decision::from_combined(combined)
             }
-            Err(e) => Decision::denied(Reason::BadRequest, Some(e.to_string())),
+            Err(e) => Decision::from_build_error(e),
         }
     }
 
@@ -318,9 +356,9 @@ impl PolicyEngine {
     fn check_schema_fits(&self, schema: &Schema) -> Result<(), ConfigError> {
         let peer = meshward_identity::SpiffeId::parse("spiffe://example.org/ns/default/sa/probe")
             .map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
-        let mut full = RequestFacts::new("GET", "probe.example:8080", "/p?a=1");
+        let mut full = RequestFacts::new("GET", "probe.example:8080", "/p?a=1&a=2");
         full.peer = Some(peer);
-        full.headers.push(("x-probe".to_owned(), "1".to_owned()));
+        full.headers.push("x-probe", "1");
         full.source = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         full.sni = Some("probe.example".to_owned());
         full.jwt_claims = Some(serde_json::json!({"iss": "i", "sub": "s", "aud": "a"}));
@@ -440,3 +478,6 @@ fn split_action(message: &str) -> (String, Option<String>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod walkaround;

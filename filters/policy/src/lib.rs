@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod authority;
 mod cases;
 mod config;
 mod diag;
@@ -25,10 +26,13 @@ mod engine;
 mod facts;
 mod index;
 mod model;
+mod path;
 
 pub use self::{
+    authority::AuthorityError,
     cases::{Case, CaseFailure, CaseRequest, Decide, Expect, Suite, Verdict, run_suite},
     config::{ConfigError, Mode, SHIPPED_SCHEMA},
     engine::{Decision, PolicyEngine, PolicyId, Reason},
-    facts::RequestFacts,
+    facts::{Headers, InvalidRequest, RequestFacts},
+    path::{EscapedSlashes, NormalPath, PathError, PathOptions, normalize_path},
 };

@@ -5,7 +5,7 @@
 //! here are checked against the configured schema once, when the engine is
 //! configured (see `check_against_schema`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,8 @@ use cedar_policy::{
 };
 use meshward_identity::SpiffeId;
 
-use crate::facts::RequestFacts;
+use crate::authority::parse_authority;
+use crate::facts::{InvalidRequest, RequestFacts};
 
 /// The id of the peer when there is no peer identity; never a SPIFFE ID.
 pub(crate) const ANONYMOUS: &str = "anonymous";
@@ -30,17 +31,29 @@ pub(crate) struct Names {
     user: EntityTypeName,
     host: EntityTypeName,
     headers: EntityTypeName,
+    header_values: EntityTypeName,
     params: EntityTypeName,
+    param_values: EntityTypeName,
     action: EntityTypeName,
 }
 
 /// Why request facts could not be turned into a Cedar request.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct BuildError(String);
+pub(crate) enum BuildError {
+    /// The request is not one a policy can be sure of.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// Cedar refused what was built (never expected).
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn internal(e: &dyn std::fmt::Display) -> BuildError {
+    BuildError::Internal(e.to_string())
+}
 
 fn type_name(name: &str) -> Result<EntityTypeName, BuildError> {
-    EntityTypeName::from_str(name).map_err(|e| BuildError(e.to_string()))
+    EntityTypeName::from_str(name).map_err(|e| internal(&e))
 }
 
 impl Names {
@@ -53,7 +66,9 @@ impl Names {
             user: type_name("Mesh::User")?,
             host: type_name("Mesh::Host")?,
             headers: type_name("Mesh::Headers")?,
+            header_values: type_name("Mesh::HeaderValues")?,
             params: type_name("Mesh::Params")?,
+            param_values: type_name("Mesh::ParamValues")?,
             action: type_name("Mesh::Action")?,
         })
     }
@@ -63,7 +78,10 @@ impl Names {
     }
 
     /// The action for an HTTP method: methods the schema names are actions of
-    /// their own, every other method is `OTHER`.
+    /// their own when spelt exactly so (methods are case-sensitive), every
+    /// other method and spelling is `OTHER`, which the schema puts in
+    /// `write`: an upstream may upper-case `delete` and execute it, so
+    /// nothing unknown may pass as a read.
     pub(crate) fn action(&self, method: &str) -> EntityUid {
         let id = match method {
             "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE" | "CONNECT"
@@ -88,9 +106,9 @@ impl Names {
         (Self::uid(&self.workload, peer.as_str()), parents)
     }
 
-    /// The resource of a request.
-    pub(crate) fn resource(&self, facts: &RequestFacts) -> EntityUid {
-        Self::uid(&self.host, &host_name(&facts.host))
+    /// The resource of a request, for its canonical host.
+    pub(crate) fn resource(&self, host: &str) -> EntityUid {
+        Self::uid(&self.host, host)
     }
 }
 
@@ -201,8 +219,9 @@ struct EntitiesKey {
     peer: Option<SpiffeId>,
     action: String,
     host: String,
-    headers: Vec<(String, String)>,
-    params: Vec<(String, String)>,
+    /// Lower-case names, sorted; each with its values in arrival order.
+    headers: Vec<(String, Vec<String>)>,
+    params: Vec<(String, Vec<String>)>,
     user: Option<UserData>,
 }
 
@@ -241,35 +260,29 @@ pub(crate) fn build(
     tags: &TagFilter,
     cache: &mut ExtCache,
 ) -> Result<Built, BuildError> {
-    let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
-
     let (principal, parents) = names.principal(facts.peer.as_ref());
     let mut principal_keys = parents.clone();
     principal_keys.push(principal.clone());
 
     let action = names.action(&facts.method);
     let (action_entity, groups) = action_entity(&action)
-        .ok_or_else(|| BuildError(format!("the schema has no action `{action}`")))?;
+        .ok_or_else(|| BuildError::Internal(format!("the schema has no action `{action}`")))?;
     let mut action_keys = groups;
     action_keys.push(action.clone());
 
-    let host = host_name(&facts.host);
-    let resource = names.resource(facts);
+    let authority = parse_authority(&facts.host).map_err(InvalidRequest::from)?;
+    let resource = names.resource(&authority.host);
     let headers_uid = Names::uid(&names.headers, "request");
+    let header_values_uid = Names::uid(&names.header_values, "request");
     let params_uid = Names::uid(&names.params, "request");
+    let param_values_uid = Names::uid(&names.param_values, "request");
 
     let key = EntitiesKey {
         peer: facts.peer.clone(),
         action: action.id().unescaped().to_owned(),
-        host: host.clone(),
-        headers: joined(
-            facts
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .filter(|(k, _)| tags.keeps(k)),
-        ),
-        params: joined(query_params(&facts.query).filter(|(k, _)| tags.keeps(k))),
+        host: authority.host.clone(),
+        headers: header_values(facts, tags)?,
+        params: param_values(&facts.query, tags)?,
         user: facts.jwt_claims.as_ref().map(|c| user_data(c, tags)),
     };
     let user_uid = key
@@ -290,19 +303,23 @@ pub(crate) fn build(
                 action_entity,
                 Entity::new(
                     resource.clone(),
-                    HashMap::from([("name".to_owned(), str_expr(&host))]),
+                    HashMap::from([("name".to_owned(), str_expr(&authority.host))]),
                     Default::default(),
                 )
-                .map_err(|e| err(&e))?,
-                Entity::new_with_tags(headers_uid.clone(), [], [], str_tags(&key.headers))
-                    .map_err(|e| err(&e))?,
-                Entity::new_with_tags(params_uid.clone(), [], [], str_tags(&key.params))
-                    .map_err(|e| err(&e))?,
+                .map_err(|e| internal(&e))?,
+                Entity::new_with_tags(headers_uid.clone(), [], [], joined_tags(&key.headers))
+                    .map_err(|e| internal(&e))?,
+                Entity::new_with_tags(header_values_uid.clone(), [], [], set_tags(&key.headers))
+                    .map_err(|e| internal(&e))?,
+                Entity::new_with_tags(params_uid.clone(), [], [], joined_tags(&key.params))
+                    .map_err(|e| internal(&e))?,
+                Entity::new_with_tags(param_values_uid.clone(), [], [], set_tags(&key.params))
+                    .map_err(|e| internal(&e))?,
             ];
             if let (Some(user), Some(uid)) = (&key.user, &user_uid) {
                 list.push(user_entity(uid, user)?);
             }
-            let entities = Entities::from_entities(list, schema).map_err(|e| err(&e))?;
+            let entities = Entities::from_entities(list, schema).map_err(|e| internal(&e))?;
             if schema.is_none() {
                 if cache.entities.len() >= MAX_CACHED_ENTITIES {
                     cache.entities.clear();
@@ -315,12 +332,17 @@ pub(crate) fn build(
 
     let mut context = vec![
         ("method".to_owned(), str_expr(&facts.method)),
-        ("host".to_owned(), str_expr(&host)),
+        ("host".to_owned(), str_expr(&authority.host)),
+        ("authority".to_owned(), str_expr(&facts.host)),
         ("path".to_owned(), str_expr(&facts.path)),
         ("query".to_owned(), str_expr(&facts.query)),
         (
             "params".to_owned(),
             RestrictedExpression::new_entity_uid(params_uid),
+        ),
+        (
+            "param_values".to_owned(),
+            RestrictedExpression::new_entity_uid(param_values_uid),
         ),
         (
             "port".to_owned(),
@@ -331,11 +353,21 @@ pub(crate) fn build(
             RestrictedExpression::new_entity_uid(headers_uid),
         ),
         (
+            "header_values".to_owned(),
+            RestrictedExpression::new_entity_uid(header_values_uid),
+        ),
+        (
             "mtls".to_owned(),
             RestrictedExpression::new_bool(facts.mtls),
         ),
         ("time".to_owned(), cache.time(facts.time)),
     ];
+    if let Some(port) = authority.port {
+        context.push((
+            "authority_port".to_owned(),
+            RestrictedExpression::new_long(i64::from(port)),
+        ));
+    }
     if let Some(source) = facts.source {
         context.push(("source_ip".to_owned(), cache.ip(source.ip())));
         context.push((
@@ -350,9 +382,9 @@ pub(crate) fn build(
         context.push(("user".to_owned(), RestrictedExpression::new_entity_uid(uid)));
     }
 
-    let context = Context::from_pairs(context).map_err(|e| err(&e))?;
-    let request =
-        Request::new(principal, action, resource.clone(), context, schema).map_err(|e| err(&e))?;
+    let context = Context::from_pairs(context).map_err(|e| internal(&e))?;
+    let request = Request::new(principal, action, resource.clone(), context, schema)
+        .map_err(|e| internal(&e))?;
     Ok(Built {
         request,
         entities,
@@ -362,12 +394,81 @@ pub(crate) fn build(
     })
 }
 
-fn str_tags(
-    pairs: &[(String, String)],
+/// The headers policies read, by lower-case name. A value that is not UTF-8
+/// is refused only when a policy reads its header: refusing every such
+/// request would let any client be denied for a header nobody looks at,
+/// which is harmless, but reading it lossily would let `\xff` stand for a
+/// value a forbid names, which is not.
+fn header_values(
+    facts: &RequestFacts,
+    tags: &TagFilter,
+) -> Result<Vec<(String, Vec<String>)>, BuildError> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in facts.headers.iter() {
+        let name = name.to_ascii_lowercase();
+        if !tags.keeps(&name) {
+            continue;
+        }
+        let value = std::str::from_utf8(value).map_err(|_| InvalidRequest::Header(name.clone()))?;
+        map.entry(name).or_default().push(value.to_owned());
+    }
+    Ok(map.into_iter().collect())
+}
+
+/// The query parameters policies read, by name percent-decoded and
+/// lower-cased (ASCII), so `Admin`, `%61dmin` and `admin` are one parameter.
+fn param_values(query: &str, tags: &TagFilter) -> Result<Vec<(String, Vec<String>)>, BuildError> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        // A name that is not text once decoded cannot equal any name a
+        // policy can write (Cedar strings are text), so it is not read.
+        let Ok(name) = String::from_utf8(percent_decode(k)) else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if !tags.keeps(&name) {
+            continue;
+        }
+        let value = String::from_utf8(percent_decode(v))
+            .map_err(|_| InvalidRequest::Param(name.clone()))?;
+        map.entry(name).or_default().push(value);
+    }
+    Ok(map.into_iter().collect())
+}
+
+/// Repeated names joined with `,`, as HTTP joins repeated headers.
+fn joined_tags(
+    pairs: &[(String, Vec<String>)],
 ) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
     pairs
         .iter()
-        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())))
+        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.join(","))))
+}
+
+/// Every value, and every comma-separated element of every value, trimmed:
+/// however a client splits or repeats a value, it is an element.
+fn value_set(values: &[String]) -> BTreeSet<&str> {
+    fn trim(s: &str) -> &str {
+        s.trim_matches([' ', '\t'])
+    }
+    let mut set = BTreeSet::new();
+    for v in values {
+        set.insert(trim(v));
+        set.extend(v.split(',').map(trim));
+    }
+    set
+}
+
+fn set_tags(
+    pairs: &[(String, Vec<String>)],
+) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
+    pairs.iter().map(|(k, v)| {
+        let set = value_set(v)
+            .into_iter()
+            .map(|e| RestrictedExpression::new_string(e.to_owned()));
+        (k.clone(), RestrictedExpression::new_set(set))
+    })
 }
 
 fn str_expr(s: &str) -> RestrictedExpression {
@@ -400,8 +501,7 @@ fn workload_entity(
     if let Some(sa) = peer.and_then(SpiffeId::service_account) {
         attrs.push(("service_account".to_owned(), str_expr(sa)));
     }
-    Entity::new_with_tags(uid.clone(), attrs, parents.iter().cloned(), [])
-        .map_err(|e| BuildError(e.to_string()))
+    Entity::new_with_tags(uid.clone(), attrs, parents.iter().cloned(), []).map_err(|e| internal(&e))
 }
 
 fn user_data(claims: &serde_json::Value, filter: &TagFilter) -> UserData {
@@ -440,7 +540,7 @@ fn user_entity(uid: &EntityUid, user: &UserData) -> Result<Entity, BuildError> {
         [],
         user.tags.iter().map(|(k, v)| (k.clone(), set(v))),
     )
-    .map_err(|e| BuildError(e.to_string()))
+    .map_err(|e| internal(&e))
 }
 
 /// Claims as tags: each claim and each nested claim (by dotted path) becomes a
@@ -483,45 +583,8 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Repeated names are joined with `,`, as HTTP does for repeated headers;
-/// sorted by name.
-fn joined(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in pairs {
-        match map.get_mut(&k) {
-            Some(existing) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            None => {
-                map.insert(k, v);
-            }
-        }
-    }
-    map.into_iter().collect()
-}
-
-/// The host of an authority: without userinfo or port, lowercased.
-pub(crate) fn host_name(authority: &str) -> String {
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        // An IPv6 literal keeps its brackets; only a port after them goes.
-        host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host)
-    } else {
-        host.split_once(':').map_or(host, |(h, _)| h)
-    };
-    host.to_ascii_lowercase()
-}
-
-fn query_params(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k), percent_decode(v))
-    })
-}
-
 /// Decodes `%XX` and `+`; malformed escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -541,7 +604,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -590,26 +653,42 @@ mod tests {
         assert_eq!(cedar_datetime(t), "2000-02-29T00:00:00Z");
     }
 
-    #[test]
-    fn host_names() {
-        assert_eq!(host_name("API.example.com:8443"), "api.example.com");
-        assert_eq!(host_name("[::1]:80"), "[::1]");
-        assert_eq!(host_name("user@h"), "h");
-        assert_eq!(host_name(""), "");
+    fn params(query: &str) -> Vec<(String, Vec<String>)> {
+        param_values(query, &TagFilter::all()).unwrap()
     }
 
     #[test]
     fn query_decoding() {
-        let p: Vec<_> = query_params("a=1&b=x%2Fy+z&&c&bad=%zz").collect();
         assert_eq!(
-            p,
+            params("a=1&b=x%2Fy+z&&c&bad=%zz&A=2&%61=3"),
             [
-                ("a".into(), "1".into()),
-                ("b".into(), "x/y z".into()),
-                ("c".into(), "".into()),
-                ("bad".into(), "%zz".into())
+                ("a".into(), vec!["1".into(), "2".into(), "3".into()]),
+                ("b".into(), vec!["x/y z".into()]),
+                ("bad".into(), vec!["%zz".into()]),
+                ("c".into(), vec!["".into()]),
             ]
         );
+        // A name that is not text is no name; a value that is not text is
+        // refused when its parameter is read.
+        assert!(params("%ff=1").is_empty());
+        assert!(matches!(
+            param_values("a=%ff", &TagFilter::all()),
+            Err(BuildError::Invalid(InvalidRequest::Param(n))) if n == "a"
+        ));
+    }
+
+    #[test]
+    fn value_sets() {
+        let v = |vals: &[&str]| {
+            let owned: Vec<String> = vals.iter().map(|s| (*s).to_owned()).collect();
+            value_set(&owned)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(v(&["v", "v"]), ["v"]);
+        assert_eq!(v(&["a", " v "]), ["a", "v"]);
+        assert_eq!(v(&["a, v"]), ["a", "a, v", "v"]);
     }
 
     #[test]

@@ -187,7 +187,7 @@ spec:
         let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
         f.jwt_claims = Some(claims);
         if let Some(env) = env {
-            f.headers.push(("x-env".into(), env.into()));
+            f.headers.push("x-env", env);
         }
         f
     };

@@ -130,12 +130,11 @@ fn request(r: &mut Rng) -> RequestFacts {
     f.port = if r.chance(20) { 0 } else { 8080 };
     f.mtls = r.chance(70);
     if r.chance(40) {
-        f.headers.push(("X-H".into(), "1".into()));
+        f.headers.push("X-H", "1");
     }
     if r.chance(40) {
         // Unread by any policy: filtered out of the entities.
-        f.headers
-            .push(("x-request-id".into(), r.next().to_string()));
+        f.headers.push("x-request-id", r.next().to_string());
     }
     if r.chance(40) {
         f.source = Some(
