@@ -163,14 +163,15 @@ fn authz_wasm() -> &'static Filter {
 
 /// Every header of `headers` that spells an identity header: exactly the
 /// verified peer, once, under the configured name.
-fn assert_identity_headers<'a>(
-    what: &str,
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
-) {
+fn assert_identity_headers<'a>(what: &str, headers: impl Iterator<Item = (&'a str, &'a str)>) {
     let ours: Vec<(&str, &str)> = headers
         .filter(|(k, _)| spells(k, PEER_HEADER) || spells(k, CLAIMS_HEADER))
         .collect();
-    assert_eq!(ours, [(PEER_HEADER, FRONTEND)], "{what}: the application saw {ours:?}");
+    assert_eq!(
+        ours,
+        [(PEER_HEADER, FRONTEND)],
+        "{what}: the application saw {ours:?}"
+    );
 }
 
 #[test]
@@ -199,10 +200,20 @@ fn cases_through_the_filter_in_the_harness() {
             req = req.header(&k.to_ascii_lowercase(), v);
         }
         let exchange = plugin.send(req);
-        assert!(exchange.failure.is_none(), "{}: {:?}", case.name, exchange.failure);
+        assert!(
+            exchange.failure.is_none(),
+            "{}: {:?}",
+            case.name,
+            exchange.failure
+        );
         match case.expect {
             Expect::Allow => {
-                assert!(exchange.forwarded(), "{}: {}", case.name, exchange.body_text());
+                assert!(
+                    exchange.forwarded(),
+                    "{}: {}",
+                    case.name,
+                    exchange.body_text()
+                );
                 let up = exchange.upstream_request.as_ref().unwrap();
                 if let Some(app_path) = &case.app_path {
                     assert_eq!(up.header(":path"), Some(app_path.as_str()), "{}", case.name);
@@ -272,7 +283,11 @@ async fn cases_in_envoy(edits: BootstrapEdits) {
         )
         .await;
         let tls = tls(&sidecar, FRONTEND);
-        for case in cases_file().cases.iter().filter(|c| &c.policy == policy_name) {
+        for case in cases_file()
+            .cases
+            .iter()
+            .filter(|c| &c.policy == policy_name)
+        {
             for version in [Version::H1, Version::H2] {
                 if version == Version::H2 && case.h1_only {
                     continue;
@@ -304,7 +319,9 @@ fn check_reply(what: &str, expect: Expect, app_path: Option<&str>, reply: &Reply
             let headers = app["headers"].as_object().unwrap();
             assert_identity_headers(
                 what,
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))),
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))),
             );
         }
         Expect::Deny => assert!(
@@ -353,7 +370,10 @@ async fn forged_identity_headers_decide_nothing() {
     // No identity filter, or the identity filter after the authorization
     // filter: no hand-over, so no identity, whatever the headers say.
     for (what, filters) in [
-        ("identity filter missing", vec![authz_filter(demo, "identity_filter")]),
+        (
+            "identity filter missing",
+            vec![authz_filter(demo, "identity_filter")],
+        ),
         (
             "identity filter placed after",
             vec![authz_filter(demo, "identity_filter"), identity_filter()],
@@ -371,8 +391,16 @@ async fn forged_identity_headers_decide_nothing() {
                     &forged(Raw::new("GET", "/api/orders")),
                 )
                 .await;
-                assert_eq!(reply.status, 403, "{what}, {peer}, {version:?}: {}", reply.text());
-                assert_eq!(reply.header("x-meshward-deny-reason"), Some("no_peer_identity"));
+                assert_eq!(
+                    reply.status,
+                    403,
+                    "{what}, {peer}, {version:?}: {}",
+                    reply.text()
+                );
+                assert_eq!(
+                    reply.header("x-meshward-deny-reason"),
+                    Some("no_peer_identity")
+                );
             }
         }
         assert_no_vm_failure(&sidecar);
@@ -386,11 +414,25 @@ async fn forged_identity_headers_decide_nothing() {
     for version in [Version::H1, Version::H2] {
         let bad = Raw::new("GET", "/api/orders")
             .header(PEER_HEADER, "spiffe://example.org/ns/admin/sa/root")
-            .header("x_meshward_peer_id", "spiffe://example.org/ns/admin/sa/root")
+            .header(
+                "x_meshward_peer_id",
+                "spiffe://example.org/ns/admin/sa/root",
+            )
             .header("X_Meshward_Jwt_Claims", "e30");
         let reply = send(sidecar.listener_addr(), &frontend, version, &bad).await;
-        check_reply("connection mode", Expect::Allow, Some("/api/orders"), &reply);
-        let reply = send(sidecar.listener_addr(), &other, version, &forged(Raw::new("GET", "/api/orders"))).await;
+        check_reply(
+            "connection mode",
+            Expect::Allow,
+            Some("/api/orders"),
+            &reply,
+        );
+        let reply = send(
+            sidecar.listener_addr(),
+            &other,
+            version,
+            &forged(Raw::new("GET", "/api/orders")),
+        )
+        .await;
         assert_eq!(reply.status, 403, "{version:?}: {}", reply.text());
         assert_eq!(reply.header("x-meshward-deny-reason"), Some("no_permit"));
     }
@@ -411,10 +453,17 @@ async fn a_self_made_svid_is_no_identity() {
     for (what, filters, reason) in [
         (
             "chain",
-            vec![identity_filter(), authz_filter(policy("demo"), "identity_filter")],
+            vec![
+                identity_filter(),
+                authz_filter(policy("demo"), "identity_filter"),
+            ],
             "peer_certificate_unverified",
         ),
-        ("authz alone", vec![authz_filter(policy("demo"), "connection")], "no_peer_identity"),
+        (
+            "authz alone",
+            vec![authz_filter(policy("demo"), "connection")],
+            "no_peer_identity",
+        ),
     ] {
         let sidecar = sidecar(filters, edits).await;
         let genuine = tls(&sidecar, FRONTEND);
@@ -425,7 +474,11 @@ async fn a_self_made_svid_is_no_identity() {
             check_reply(what, Expect::Allow, Some("/api/orders"), &reply);
             let reply = send(sidecar.listener_addr(), &forged, version, &req).await;
             assert_eq!(reply.status, 403, "{what}, {version:?}: {}", reply.text());
-            assert_eq!(reply.header("x-meshward-deny-reason"), Some(reason), "{what}");
+            assert_eq!(
+                reply.header("x-meshward-deny-reason"),
+                Some(reason),
+                "{what}"
+            );
         }
         assert_no_vm_failure(&sidecar);
     }
@@ -437,7 +490,10 @@ async fn a_self_made_svid_is_no_identity() {
 async fn bytes_never_stop_the_filters() {
     for fail_open in [false, true] {
         let sidecar = sidecar(
-            vec![identity_filter(), authz_filter(policy("walkaround"), "identity_filter")],
+            vec![
+                identity_filter(),
+                authz_filter(policy("walkaround"), "identity_filter"),
+            ],
             BootstrapEdits {
                 fail_open,
                 ..BootstrapEdits::default()
@@ -452,15 +508,28 @@ async fn bytes_never_stop_the_filters() {
                     .header("x-a", b"\xff")
                     .header("x-request-id", b"\xfe\xff")
                     .header("authorization", b"Bearer \xff");
-                check_reply(&what, Expect::Allow, Some("/x"), &send(sidecar.listener_addr(), &tls, version, &odd).await);
+                check_reply(
+                    &what,
+                    Expect::Allow,
+                    Some("/x"),
+                    &send(sidecar.listener_addr(), &tls, version, &odd).await,
+                );
                 // Read by a forbid and not text: denied with its reason,
                 // never let through.
                 let read = Raw::new("GET", "/x").header("x-debug", b"o\xffn");
                 let reply = send(sidecar.listener_addr(), &tls, version, &read).await;
                 assert_eq!(reply.status, 403, "{what}: {}", reply.text());
-                assert_eq!(reply.header("x-meshward-deny-reason"), Some("invalid_request"));
+                assert_eq!(
+                    reply.header("x-meshward-deny-reason"),
+                    Some("invalid_request")
+                );
                 let next = Raw::new("GET", "/x");
-                check_reply(&what, Expect::Allow, Some("/x"), &send(sidecar.listener_addr(), &tls, version, &next).await);
+                check_reply(
+                    &what,
+                    Expect::Allow,
+                    Some("/x"),
+                    &send(sidecar.listener_addr(), &tls, version, &next).await,
+                );
             }
         }
         assert_no_vm_failure(&sidecar);
@@ -480,38 +549,112 @@ fn random_request(rng: &mut impl Rng, port: u16) -> Raw {
     fn pick<'a>(rng: &mut impl Rng, from: &[&'a str]) -> &'a str {
         from[rng.gen_range(0..from.len())]
     }
-    let method = pick(rng, &["GET", "GET", "HEAD", "POST", "DELETE", "delete", "get", "Get", "OPTIONS", "PROPFIND"]);
+    // Half the requests are ordinary, so that allows are compared too.
+    let odd = rng.gen_bool(0.5);
+    let method = if odd {
+        pick(
+            rng,
+            &[
+                "GET", "HEAD", "POST", "DELETE", "delete", "get", "Get", "OPTIONS", "PROPFIND",
+            ],
+        )
+    } else {
+        pick(rng, &["GET", "GET", "HEAD", "OPTIONS"])
+    };
     let mut path = String::new();
     for _ in 0..rng.gen_range(1..5) {
         path.push('/');
-        path.push_str(pick(
-            rng,
-            &["api", "admin", "orders", "x", "..", ".", "", "%2e%2e", "%2E", ".%2e", "%61dmin", "%2F", "%5C", "..;", "%zz", "~", "%7E", "a%20b", "%ff"],
-        ));
+        path.push_str(if odd {
+            pick(
+                rng,
+                &[
+                    "api", "admin", "orders", "x", "..", ".", "", "%2e%2e", "%2E", ".%2e",
+                    "%61dmin", "%2F", "%5C", "..;", "%zz", "~", "%7E", "a%20b", "%ff",
+                ],
+            )
+        } else {
+            pick(rng, &["api", "orders", "x", "~", "a%20b", "%7E", "."])
+        });
     }
-    path.push_str(pick(rng, &["", "", "?debug=1", "?DEBUG=1", "?debug=0", "?%64ebug=1", "?a=%ff", "?debug=0&debug=1", "?"]));
+    path.push_str(if odd {
+        pick(
+            rng,
+            &[
+                "",
+                "",
+                "?debug=1",
+                "?DEBUG=1",
+                "?debug=0",
+                "?%64ebug=1",
+                "?a=%ff",
+                "?debug=0&debug=1",
+                "?",
+            ],
+        )
+    } else {
+        pick(rng, &["", "?debug=0", "?a=1&b=2"])
+    });
     let mut raw = Raw::new(method, &path);
     let local = format!("localhost:{port}");
-    let authority = pick(rng, &[local.as_str(), local.as_str(), "admin.example.com", "admin.example.com.", "ADMIN.example.com:8443", "shop.example.com"]);
+    let authority = if odd {
+        pick(
+            rng,
+            &[
+                local.as_str(),
+                "admin.example.com",
+                "admin.example.com.",
+                "ADMIN.example.com:8443",
+                "shop.example.com",
+            ],
+        )
+    } else {
+        pick(rng, &[local.as_str(), "shop.example.com"])
+    };
     raw.authority = Some(authority.as_bytes().to_vec());
     for _ in 0..rng.gen_range(0..4) {
         let name: String = if rng.gen_bool(0.5) {
-            pick(rng, &["x-debug", "X-Debug", "x_debug", "x-a", "accept", PEER_HEADER, "x_meshward_peer_id", "X-Meshward-Jwt-Claims"]).to_owned()
+            pick(
+                rng,
+                &[
+                    "x-debug",
+                    "X-Debug",
+                    "x_debug",
+                    "x-a",
+                    "accept",
+                    PEER_HEADER,
+                    "x_meshward_peer_id",
+                    "X-Meshward-Jwt-Claims",
+                ],
+            )
+            .to_owned()
         } else {
             (0..rng.gen_range(1..12))
-                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789-_"[rng.gen_range(0..38)]))
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789-_"[rng.gen_range(0..38)])
+                })
                 .collect()
         };
-        let value: Vec<u8> = if rng.gen_bool(0.5) {
-            pick(rng, &["on", "off", "ON", "off, on", "on,off", "e30", FRONTEND]).as_bytes().to_vec()
+        let value: Vec<u8> = if !odd {
+            pick(rng, &["off", "e30", "1", "text/html", FRONTEND])
+                .as_bytes()
+                .to_vec()
+        } else if rng.gen_bool(0.5) {
+            pick(
+                rng,
+                &["on", "off", "ON", "off, on", "on,off", "e30", FRONTEND],
+            )
+            .as_bytes()
+            .to_vec()
         } else {
             // Any byte a header value may hold, with no white space at
             // either end (Envoy trims it).
             let mut v: Vec<u8> = (0..rng.gen_range(1..16))
-                .map(|_| loop {
-                    let b: u8 = rng.r#gen();
-                    if b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
-                        break b;
+                .map(|_| {
+                    loop {
+                        let b: u8 = rng.r#gen();
+                        if b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
+                            break b;
+                        }
                     }
                 })
                 .collect();
@@ -578,16 +721,33 @@ async fn random_requests_decide_as_the_native_engine() {
             continue;
         }
         let native = engine.decide(&native_facts(&raw, format!("localhost:{port}").as_bytes()));
-        assert_eq!(reply.status == 200, native.allowed, "{what}: native {native:?}, {}", reply.text());
+        assert_eq!(
+            reply.status == 200,
+            native.allowed,
+            "{what}: native {native:?}, {}",
+            reply.text()
+        );
         if native.allowed {
             allowed += 1;
         } else {
-            assert_eq!(reason, Some(native.reason.code()), "{what}: native {native:?}");
+            assert_eq!(
+                reason,
+                Some(native.reason.code()),
+                "{what}: native {native:?}"
+            );
             denied += 1;
         }
     }
     assert_no_vm_failure(&sidecar);
-    eprintln!("random run: {n} requests, {allowed} allowed, {denied} denied, {envoy_refused} refused by Envoy");
-    assert!(allowed > n / 20 && denied > n / 20, "{allowed} allowed, {denied} denied of {n}");
-    assert!(envoy_refused < n / 2, "{envoy_refused} of {n} never reached the filters");
+    eprintln!(
+        "random run: {n} requests, {allowed} allowed, {denied} denied, {envoy_refused} refused by Envoy"
+    );
+    assert!(
+        allowed > n / 20 && denied > n / 20,
+        "{allowed} allowed, {denied} denied of {n}"
+    );
+    assert!(
+        envoy_refused < n / 2,
+        "{envoy_refused} of {n} never reached the filters"
+    );
 }

@@ -56,7 +56,10 @@ impl Decide for WasmAuthz<'_> {
             req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, peer.as_str());
         }
         if let Some(claims) = &facts.jwt_claims {
-            req = req.property(meshward_filter_glue::JWT_CLAIMS_PROPERTY, claims.to_string());
+            req = req.property(
+                meshward_filter_glue::JWT_CLAIMS_PROPERTY,
+                claims.to_string(),
+            );
         }
         let exchange = plugin.send(req);
         let line = plugin
