@@ -751,3 +751,37 @@ async fn random_requests_decide_as_the_native_engine() {
         "{envoy_refused} of {n} never reached the filters"
     );
 }
+
+/// Envoy's filter state as the hand-over relies on it, measured in real
+/// Envoy with the conformance filter: a property set at a one-segment path
+/// reads back, a property set at a path of two segments does not (Envoy
+/// stores `wasm.` + the raw path, NUL included, and reads the first segment
+/// of a path as the key). The harness models the same
+/// (`meshward_harness` `properties.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_filter_state_round_trips_through_one_segment_only() {
+    let sidecar = sidecar(
+        vec![FilterSpec {
+            wasm: filter_wasm("meshward-conformance-filter"),
+            root_id: "conformance".to_owned(),
+            plugin_config: "probe".to_owned(),
+        }],
+        BootstrapEdits::default(),
+    )
+    .await;
+    let tls = tls(&sidecar, FRONTEND);
+    let reply = send(
+        sidecar.listener_addr(),
+        &tls,
+        Version::H1,
+        &Raw::new("GET", "/op/props"),
+    )
+    .await;
+    let app = reply
+        .echoed()
+        .unwrap_or_else(|| panic!("{} {}", reply.status, reply.text()));
+    assert_eq!(app["headers"]["x-conf-p-set"], "Ok(())", "{app}");
+    assert_eq!(app["headers"]["x-conf-p-get-set"], "none", "{app}");
+    // The one-segment path the hand-over uses reads back across filters:
+    // `cases_in_envoy_*` decide on nothing else.
+}
