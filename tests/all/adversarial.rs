@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use meshward_certs::SpiffeCa;
 use meshward_envoy::{BootstrapEdits, FilterSpec, Sidecar, SidecarSpec, workspace_root};
-use meshward_filter_glue::{PEER_ID_PROPERTY, spells};
+use meshward_filter_glue::PEER_ID_PROPERTY;
 use meshward_harness::{Filter, Host, PluginConfig, Properties, Request};
 use meshward_policy::{PathOptions, PolicyEngine, RequestFacts};
 use meshward_tests::filter_wasm;
@@ -108,6 +108,12 @@ impl Case {
     fn is_text(&self) -> bool {
         !self.path.contains("\\x") && self.headers.iter().all(|(_, v)| !v.contains("\\x"))
     }
+}
+
+/// Whether header name `actual` is a spelling of `name` (any case, `_` for
+/// `-`), written here independently of the filters' own check.
+fn spells(actual: &str, name: &str) -> bool {
+    actual.to_ascii_lowercase().replace('_', "-") == name
 }
 
 /// What the filters' facts are for `raw` sent by the frontend.
