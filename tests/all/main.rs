@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod adversarial;
 mod authz_e2e;
 mod authz_harness;
 mod differential;

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use meshward_envoy::workspace_root;
 use meshward_harness::{Filter, Host, PluginConfig, Request};
 use meshward_policy::{
@@ -41,6 +40,7 @@ impl Decide for WasmAuthz<'_> {
         let mut req = Request::new(&facts.method, &path)
             .set_header(":authority", &facts.host)
             .property("connection.mtls", facts.mtls)
+            .property("connection.peer_certificate_valid", facts.mtls)
             .property("destination.port", i64::from(facts.port));
         if let Some(source) = facts.source {
             req = req.property("source.address", source.to_string().as_str());
@@ -53,11 +53,13 @@ impl Decide for WasmAuthz<'_> {
             req = req.header(k, v);
         }
         if let Some(peer) = &facts.peer {
-            req = req.header("x-meshward-peer-id", peer.as_str());
+            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, peer.as_str());
         }
         if let Some(claims) = &facts.jwt_claims {
-            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
-            req = req.header("x-meshward-jwt-claims", &b64);
+            req = req.property(
+                meshward_filter_glue::JWT_CLAIMS_PROPERTY,
+                claims.to_string(),
+            );
         }
         let exchange = plugin.send(req);
         let line = plugin

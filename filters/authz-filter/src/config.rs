@@ -4,21 +4,35 @@
 use std::collections::BTreeMap;
 
 use meshward_identity::{AuthnConfigError, ForwardHeaders};
-use meshward_policy::{ConfigError, PolicyEngine};
+use meshward_policy::{ConfigError, PathOptions, PolicyEngine};
 use serde::Deserialize;
 
 /// Where the peer's identity comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum PeerFrom {
-    /// The mTLS connection itself (`connection.uri_san_peer_certificate`),
-    /// so the filter works alone.
+    /// The mTLS connection itself (`connection.uri_san_peer_certificate`,
+    /// when Envoy says the chain validated), so the filter works alone.
     #[default]
     Connection,
-    /// The `x-meshward-peer-id` header written by meshward's identity
-    /// filter, which runs earlier in the same chain and strips client copies.
-    /// Never configure this without the identity filter in front.
+    /// The hand-over meshward's identity filter published in Envoy's filter
+    /// state earlier in the same chain ([`meshward_filter_glue::Handover`]).
+    /// Never a request header: without the identity filter in front (or
+    /// with it after this one, or failed) there is no identity.
     IdentityFilter,
+}
+
+/// What to do with a `:path` that is not in normal form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PathNotNormal {
+    /// Decide on the normal form and forward exactly that form (`:path` is
+    /// rewritten), as Envoy's `normalize_path` does.
+    #[default]
+    Rewrite,
+    /// Deny the request (`path_not_normal`), for applications that must
+    /// see every byte the client sent.
+    Refuse,
 }
 
 /// Which decisions get a log line.
@@ -74,10 +88,19 @@ struct Repr {
     cedar: serde_json::Value,
     #[serde(default)]
     peer_from: PeerFrom,
-    /// With `peer_from: identity_filter`: the header names the identity
-    /// filter was configured to write (its `forward`); the same defaults.
+    /// The headers that carry the verified identity to the application
+    /// (the identity filter's `forward`; the same defaults). Client copies
+    /// are removed in every spelling and the verified values written, on
+    /// every request this filter lets through, whatever `peer_from` says.
     #[serde(default)]
     identity_headers: ForwardHeaders,
+    /// How paths are normalised (`merge_slashes`, `escaped_slashes`); the
+    /// default is the strict form.
+    #[serde(default)]
+    path_normalization: PathOptions,
+    /// What happens to a path that is not in normal form.
+    #[serde(default)]
+    path_not_normal: PathNotNormal,
     #[serde(default)]
     deny: DenyResponse,
     #[serde(default)]
@@ -89,6 +112,8 @@ pub(crate) struct FilterConfig {
     pub(crate) engine: PolicyEngine,
     pub(crate) peer_from: PeerFrom,
     pub(crate) identity_headers: ForwardHeaders,
+    pub(crate) path_normalization: PathOptions,
+    pub(crate) path_not_normal: PathNotNormal,
     pub(crate) deny: DenyResponse,
     pub(crate) decision_log: DecisionLog,
 }
@@ -120,6 +145,8 @@ impl FilterConfig {
             engine,
             peer_from: repr.peer_from,
             identity_headers: repr.identity_headers,
+            path_normalization: repr.path_normalization,
+            path_not_normal: repr.path_not_normal,
             deny: repr.deny,
             decision_log: repr.decision_log,
         })
@@ -139,7 +166,9 @@ mod tests {
                 "peer_from": "identity_filter",
                 "identity_headers": {{"peer_id": "x-peer"}},
                 "deny": {{"status": 401, "body": "no: {{reason}}", "headers": {{"x-a": "b"}}}},
-                "decision_log": "denies"}}"#
+                "decision_log": "denies",
+                "path_normalization": {{"merge_slashes": false, "escaped_slashes": "keep"}},
+                "path_not_normal": "refuse"}}"#
         );
         let c = FilterConfig::from_json(json.as_bytes()).unwrap();
         assert_eq!(c.peer_from, PeerFrom::IdentityFilter);
@@ -148,6 +177,8 @@ mod tests {
         assert_eq!(c.deny.status, 401);
         assert_eq!(c.decision_log, DecisionLog::Denies);
         assert_eq!(c.engine.mode(), meshward_policy::Mode::DryRun);
+        assert_eq!(c.path_not_normal, PathNotNormal::Refuse);
+        assert!(!c.path_normalization.merges_slashes());
     }
 
     #[test]
@@ -157,6 +188,8 @@ mod tests {
         assert_eq!(c.peer_from, PeerFrom::Connection);
         assert_eq!(c.deny, DenyResponse::default());
         assert_eq!(c.engine.mode(), meshward_policy::Mode::Enforce);
+        assert_eq!(c.path_not_normal, PathNotNormal::Rewrite);
+        assert_eq!(c.path_normalization, PathOptions::default());
     }
 
     #[test]
@@ -170,6 +203,8 @@ mod tests {
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "peer_from": "header"}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "deny": {{"status": 200}}}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "decison_log": "all"}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "path_not_normal": "ignore"}}"#),
+            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "path_normalization": {{"merge": true}}}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "audit"}}}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "X-Peer"}}}}"#),
             format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "x-a", "jwt_claims": "x-a"}}}}"#),

@@ -2,15 +2,24 @@
 //! `meshward-policy`, for Istio's AUTHZ phase.
 //!
 //! Per request it reads the peer identity (from the mTLS connection, or from
-//! meshward's identity filter earlier in the chain), the request line,
-//! headers and connection facts, asks the Cedar engine, and acts: continue,
-//! answer with the configured denial, or, in dry-run mode, report the denial
-//! and continue. Every decision is counted and, as configured, logged with
-//! its determining policy ids.
+//! the hand-over meshward's identity filter published in Envoy's filter
+//! state), the request line, headers and connection facts, all as bytes,
+//! asks the Cedar engine, and acts: continue, answer with the configured
+//! denial, or, in dry-run mode, report the denial and continue. Every
+//! decision is counted and, as configured, logged with its determining
+//! policy ids.
+//!
+//! The decision and the upstream see the same request: the engine decides
+//! on the path in normal form, and a request that continues carries exactly
+//! that path (`:path` is rewritten), or is refused (`path_not_normal:
+//! refuse`). A request that continues also carries the verified identity in
+//! the application's identity headers, after every client copy in every
+//! spelling is removed.
 //!
 //! Fail-closed rules: a configuration that does not parse or validate is
 //! refused and, until a valid one arrives, every request is denied; a peer
-//! identity that cannot be read is no identity; nothing here panics on input.
+//! identity that cannot be read is no identity; a value the decision needs
+//! that is not text is a denial; nothing here panics on input.
 
 #![forbid(unsafe_code)]
 
@@ -18,84 +27,93 @@ mod config;
 mod outcome;
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 
-use base64::Engine as _;
+use meshward_filter_glue::{self as glue, Filter, Handover, IdentityHeaders, Shared};
 use meshward_identity::SpiffeId;
 use meshward_policy::RequestFacts;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
 
-use self::config::{DenyResponse, FilterConfig, PeerFrom};
+use self::config::{DenyResponse, FilterConfig, FilterConfigError, PathNotNormal, PeerFrom};
 use self::outcome::{Metrics, Outcome, Subject};
 
 // The entry point lives in a private module: it is exported by name for the
 // host, not part of a Rust API.
 mod entry {
-    use super::*;
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthzRoot::default()) });
+        meshward_filter_glue::install::<super::AuthzStream>();
     }}
 }
 
-#[derive(Default)]
-struct AuthzRoot {
-    config: Option<Rc<FilterConfig>>,
-    metrics: Option<Rc<Metrics>>,
-}
-
-impl Context for AuthzRoot {}
-
-impl RootContext for AuthzRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        if self.metrics.is_none() {
-            self.metrics = Metrics::define().map(Rc::new);
-        }
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match FilterConfig::from_json(&bytes) {
-            Ok(config) => {
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(e) => {
-                self.config = None;
-                log(
-                    LogLevel::Error,
-                    &format!("meshward-authz: configuration refused, denying every request: {e}"),
-                );
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AuthzStream {
-            config: self.config.clone(),
-            metrics: self.metrics.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
 struct AuthzStream {
-    config: Option<Rc<FilterConfig>>,
-    metrics: Option<Rc<Metrics>>,
+    shared: Shared<Self>,
+}
+
+impl Filter for AuthzStream {
+    const NAME: &'static str = "meshward-authz";
+    type Config = FilterConfig;
+    type Error = FilterConfigError;
+    type Metrics = Metrics;
+
+    fn configure(bytes: &[u8]) -> Result<FilterConfig, FilterConfigError> {
+        FilterConfig::from_json(bytes)
+    }
+
+    fn define_metrics() -> Option<Metrics> {
+        Metrics::define()
+    }
+
+    fn stream(shared: Shared<Self>) -> Self {
+        Self { shared }
+    }
 }
 
 impl Context for AuthzStream {}
 
 impl HttpContext for AuthzStream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else {
+        let Some(config) = self.shared.config.clone() else {
             return self.act(&Outcome::Misconfigured, None, None);
         };
-        let facts = self.facts(&config);
-        let outcome = Outcome::new(config.engine.decide(&facts), config.engine.mode());
-        self.act(&outcome, Some(&config), Some(&facts))
+        let headers = glue::request_headers();
+        let facts = facts(&config, &headers);
+        let outcome = if facts.rewritten_path().is_some()
+            && config.path_not_normal == PathNotNormal::Refuse
+        {
+            Outcome::NotNormal
+        } else {
+            Outcome::new(config.engine.decide(&facts), config.engine.mode())
+        };
+        let action = self.act(&outcome, Some(&config), Some(&facts));
+        if action == Action::Continue {
+            forward(&config, &facts, &headers);
+        }
+        action
+    }
+}
+
+/// What a request that continues carries to the upstream: the path that was
+/// decided on, and the verified identity in the application's headers (and
+/// no client copy of them).
+fn forward(config: &FilterConfig, facts: &RequestFacts, headers: &[(String, Vec<u8>)]) {
+    if let Some(path) = facts.rewritten_path() {
+        glue::set_request_header(":path", Some(path.as_bytes()));
+    }
+    let names = IdentityHeaders {
+        peer_id: &config.identity_headers.peer_id,
+        jwt_claims: &config.identity_headers.jwt_claims,
+        others: &[],
+    };
+    names.scrub(headers);
+    if let Some(peer) = &facts.peer {
+        let jwt_claims = match &facts.jwt_claims {
+            Some(serde_json::Value::Object(map)) => Some(map.clone()),
+            _ => None,
+        };
+        names.write(&Handover {
+            peer: peer.clone(),
+            jwt_claims,
+        });
     }
 }
 
@@ -106,12 +124,13 @@ impl AuthzStream {
         config: Option<&FilterConfig>,
         facts: Option<&RequestFacts>,
     ) -> Action {
-        if let Some(m) = self.metrics.as_deref() {
+        if let Some(m) = self.shared.metrics.as_deref() {
             for id in outcome.counters(m) {
-                proxy_wasm::hostcalls::increment_metric(id, 1).ok();
+                glue::increment(id);
             }
         }
-        let request_id = self.get_http_request_header("x-request-id");
+        let request_id =
+            glue::request_header("x-request-id").map(|b| String::from_utf8_lossy(&b).into_owned());
         let principal = facts.and_then(|f| f.peer.as_ref()).map(SpiffeId::as_str);
         let subject = Subject {
             principal,
@@ -122,7 +141,7 @@ impl AuthzStream {
         };
         let log_setting = config.map(|c| c.decision_log).unwrap_or_default();
         if let Some((level, line)) = outcome.log_line(log_setting, &subject) {
-            log(level, &line);
+            glue::log(level, &line);
         }
         // Borrowed, not cloned: most requests are allowed and need no reply.
         let reply = match config {
@@ -137,68 +156,69 @@ impl AuthzStream {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                self.send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+                glue::reply(reply.status, &headers, reply.body.as_bytes());
                 Action::Pause
             }
         }
     }
-
-    /// Everything the engine may look at, read from the host.
-    fn facts(&self, config: &FilterConfig) -> RequestFacts {
-        let header = |name: &str| self.get_http_request_header(name).unwrap_or_default();
-        let mut facts =
-            RequestFacts::new(&header(":method"), &header(":authority"), &header(":path"));
-        facts.headers = self
-            .get_http_request_headers()
-            .into_iter()
-            .filter(|(name, _)| !name.starts_with(':'))
-            .collect();
-        facts.mtls = matches!(
-            self.get_property(vec!["connection", "mtls"]).as_deref(),
-            Some([b]) if *b != 0
-        );
-        facts.port = self
-            .get_property(vec!["destination", "port"])
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .and_then(|b| u16::try_from(i64::from_le_bytes(b)).ok())
-            .unwrap_or(0);
-        facts.source = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<SocketAddr>().ok());
-        facts.sni = self
-            .get_property(vec!["connection", "requested_server_name"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|s| !s.is_empty());
-        facts.time = self.get_current_time();
-        match config.peer_from {
-            PeerFrom::Connection => {
-                // Only a verified client certificate names a peer; a
-                // malformed SAN is no identity at all.
-                if facts.mtls {
-                    facts.peer = self
-                        .get_property(vec!["connection", "uri_san_peer_certificate"])
-                        .and_then(|b| SpiffeId::from_bytes(&b).ok());
-                }
-            }
-            PeerFrom::IdentityFilter => {
-                facts.peer = self
-                    .get_http_request_header(&config.identity_headers.peer_id)
-                    .and_then(|s| SpiffeId::parse(&s).ok());
-                facts.jwt_claims = self
-                    .get_http_request_header(&config.identity_headers.jwt_claims)
-                    .and_then(|b64| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(b64)
-                            .ok()
-                    })
-                    .and_then(|json| serde_json::from_slice(&json).ok());
-            }
-        }
-        facts
-    }
 }
 
-fn log(level: LogLevel, message: &str) {
-    proxy_wasm::hostcalls::log(level, message).ok();
+/// Everything the engine may look at, read from the host as bytes.
+fn facts(config: &FilterConfig, headers: &[(String, Vec<u8>)]) -> RequestFacts {
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[][..], |(_, v)| v.as_slice())
+    };
+    let mut facts = RequestFacts::from_raw(
+        pseudo(":method"),
+        pseudo(":authority"),
+        pseudo(":path"),
+        &config.path_normalization,
+    );
+    let ours = IdentityHeaders {
+        peer_id: &config.identity_headers.peer_id,
+        jwt_claims: &config.identity_headers.jwt_claims,
+        others: &[],
+    };
+    let copies = ours.client_copies(headers);
+    // A client's copy of an identity header is no fact: the verified
+    // identity is the principal, and the copy is removed before forwarding.
+    facts.headers = headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':') && !copies.contains(&name.as_str()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    // `connection.mtls` says a certificate was presented; only with Envoy's
+    // verdict that its chain validated is it a verified peer.
+    facts.mtls = glue::property_is_true(&["connection", "mtls"])
+        && glue::property_is_true(&["connection", "peer_certificate_valid"]);
+    facts.port = glue::property(&["destination", "port"])
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .and_then(|b| u16::try_from(i64::from_le_bytes(b)).ok())
+        .unwrap_or(0);
+    facts.source = glue::property(&["source", "address"])
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<SocketAddr>().ok());
+    facts.sni = glue::property(&["connection", "requested_server_name"])
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty());
+    facts.time = glue::now();
+    match config.peer_from {
+        PeerFrom::Connection => {
+            // A malformed SAN is no identity at all.
+            if facts.mtls {
+                facts.peer = glue::property(&["connection", "uri_san_peer_certificate"])
+                    .and_then(|b| SpiffeId::from_bytes(&b).ok());
+            }
+        }
+        PeerFrom::IdentityFilter => {
+            if let Some(handover) = Handover::read() {
+                facts.peer = Some(handover.peer);
+                facts.jwt_claims = handover.jwt_claims.map(serde_json::Value::Object);
+            }
+        }
+    }
+    facts
 }

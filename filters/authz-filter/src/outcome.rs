@@ -1,9 +1,9 @@
 //! The one place where a decision becomes a response, a log line and the
 //! counters, so the three can never disagree.
 
+use meshward_filter_glue as glue;
 use meshward_policy::{Decision, Mode};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::LogLevel;
 
 use crate::config::{DecisionLog, DenyResponse};
 
@@ -18,6 +18,9 @@ pub(crate) enum Outcome {
     DryRunDenied(Decision),
     /// No accepted configuration: deny rather than guess.
     Misconfigured,
+    /// The path is not in normal form and the configuration refuses such
+    /// paths (`path_not_normal: refuse`), in either mode.
+    NotNormal,
 }
 
 /// The local reply that stops a denied request.
@@ -47,12 +50,11 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn define() -> Option<Self> {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Some(Self {
-            allowed: counter("meshward_authz_allowed")?,
-            denied: counter("meshward_authz_denied")?,
-            dry_run_denied: counter("meshward_authz_dry_run_denied")?,
-            errors: counter("meshward_authz_errors")?,
+            allowed: glue::counter("meshward_authz_allowed")?,
+            denied: glue::counter("meshward_authz_denied")?,
+            dry_run_denied: glue::counter("meshward_authz_dry_run_denied")?,
+            errors: glue::counter("meshward_authz_errors")?,
         })
     }
 }
@@ -69,22 +71,23 @@ impl Outcome {
     pub(crate) fn decision(&self) -> Option<&Decision> {
         match self {
             Self::Allowed(d) | Self::Denied(d) | Self::DryRunDenied(d) => Some(d),
-            Self::Misconfigured => None,
+            Self::Misconfigured | Self::NotNormal => None,
         }
     }
 
     /// A short stable reason code, safe to show the client.
     pub(crate) fn code(&self) -> &'static str {
-        match self.decision() {
-            Some(d) => d.reason.code(),
-            None => "filter_misconfigured",
+        match self {
+            Self::Misconfigured => "filter_misconfigured",
+            Self::NotNormal => "path_not_normal",
+            Self::Allowed(d) | Self::Denied(d) | Self::DryRunDenied(d) => d.reason.code(),
         }
     }
 
     fn verdict(&self) -> &'static str {
         match self {
             Self::Allowed(_) => "allow",
-            Self::Denied(_) | Self::Misconfigured => "deny",
+            Self::Denied(_) | Self::Misconfigured | Self::NotNormal => "deny",
             Self::DryRunDenied(_) => "dry_run_deny",
         }
     }
@@ -93,7 +96,9 @@ impl Outcome {
     pub(crate) fn response(&self, deny: &DenyResponse) -> Option<Reply> {
         let (status, body) = match self {
             Self::Allowed(_) | Self::DryRunDenied(_) => return None,
-            Self::Denied(_) => (deny.status, deny.body.replace("{reason}", self.code())),
+            Self::Denied(_) | Self::NotNormal => {
+                (deny.status, deny.body.replace("{reason}", self.code()))
+            }
             // The filter cannot serve at all, as when Envoy fails a plugin
             // closed; the configured response belongs to a working filter.
             Self::Misconfigured => (503, format!("meshward: access denied: {}\n", self.code())),
@@ -140,7 +145,9 @@ impl Outcome {
         });
         let level = match self {
             Self::Allowed(_) => LogLevel::Info,
-            Self::Denied(_) | Self::DryRunDenied(_) | Self::Misconfigured => LogLevel::Warn,
+            Self::Denied(_) | Self::DryRunDenied(_) | Self::Misconfigured | Self::NotNormal => {
+                LogLevel::Warn
+            }
         };
         Some((level, format!("meshward-authz decision {line}")))
     }
@@ -151,10 +158,13 @@ impl Outcome {
     pub(crate) fn counters(&self, m: &Metrics) -> Vec<u32> {
         let main = match self {
             Self::Allowed(_) => m.allowed,
-            Self::Denied(_) | Self::Misconfigured => m.denied,
+            Self::Denied(_) | Self::Misconfigured | Self::NotNormal => m.denied,
             Self::DryRunDenied(_) => m.dry_run_denied,
         };
-        let erred = self.decision().is_none_or(|d| !d.errors.is_empty());
+        let erred = match self {
+            Self::NotNormal => false,
+            _ => self.decision().is_none_or(|d| !d.errors.is_empty()),
+        };
         let mut ids = vec![main];
         if erred {
             ids.push(m.errors);

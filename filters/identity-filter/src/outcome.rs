@@ -1,9 +1,9 @@
 //! The one place where a decision becomes a response, a log line and a
 //! metric, so the three can never disagree.
 
+use meshward_filter_glue as glue;
 use meshward_identity::{Denial, Identity};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::LogLevel;
 
 /// What the filter decided for one request.
 pub(crate) enum Outcome {
@@ -11,6 +11,12 @@ pub(crate) enum Outcome {
     Denied(Denial),
     /// No accepted configuration: deny rather than guess.
     Misconfigured,
+    /// A header the configuration reads (a token, XFCC) is not text, so it
+    /// cannot hold a valid credential.
+    NotText(String),
+    /// The client presented a certificate Envoy did not validate
+    /// (`connection.peer_certificate_valid` is not true).
+    UnverifiedCertificate,
 }
 
 /// Counters that appear in Envoy's stats under `wasmcustom.`.
@@ -22,11 +28,10 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn define() -> Option<Self> {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Some(Self {
-            allowed: counter("meshward_identity_allowed")?,
-            denied: counter("meshward_identity_denied")?,
-            errors: counter("meshward_identity_errors")?,
+            allowed: glue::counter("meshward_identity_allowed")?,
+            denied: glue::counter("meshward_identity_denied")?,
+            errors: glue::counter("meshward_identity_errors")?,
         })
     }
 }
@@ -37,6 +42,8 @@ impl Outcome {
             Self::Allowed(_) => "allowed",
             Self::Denied(d) => d.code(),
             Self::Misconfigured => "filter_misconfigured",
+            Self::NotText(_) => "header_not_text",
+            Self::UnverifiedCertificate => "peer_certificate_unverified",
         }
     }
 
@@ -54,7 +61,7 @@ impl Outcome {
                 | Denial::MissingJwtSvid
                 | Denial::InvalidJwtSvid(_),
             ) => 401,
-            Self::Denied(_) => 403,
+            Self::Denied(_) | Self::NotText(_) | Self::UnverifiedCertificate => 403,
             // The filter cannot serve at all, as when Envoy fails a plugin
             // closed.
             Self::Misconfigured => 503,
@@ -74,26 +81,33 @@ impl Outcome {
                 Self::Allowed(_) => String::new(),
                 Self::Denied(d) => d.to_string(),
                 Self::Misconfigured => "the filter has no valid configuration".to_owned(),
+                Self::NotText(name) => format!("header `{name}` is not UTF-8"),
+                Self::UnverifiedCertificate => {
+                    "the client certificate did not validate against the trust bundle".to_owned()
+                }
             },
             "peer": match self {
                 Self::Allowed(id) => Some(&id.peer),
                 Self::Denied(d) => d.peer(),
-                Self::Misconfigured => None,
+                Self::Misconfigured | Self::NotText(_) | Self::UnverifiedCertificate => None,
             },
             "request_id": request_id,
         });
         let level = match self {
             Self::Allowed(_) => LogLevel::Info,
-            Self::Denied(_) | Self::Misconfigured => LogLevel::Warn,
+            Self::Denied(_)
+            | Self::Misconfigured
+            | Self::NotText(_)
+            | Self::UnverifiedCertificate => LogLevel::Warn,
         };
-        hostcalls::log(level, &format!("meshward-identity decision {line}")).ok();
+        glue::log(level, &format!("meshward-identity decision {line}"));
         if let Some(m) = metrics {
             let id = match self {
                 Self::Allowed(_) => m.allowed,
-                Self::Denied(_) => m.denied,
+                Self::Denied(_) | Self::NotText(_) | Self::UnverifiedCertificate => m.denied,
                 Self::Misconfigured => m.errors,
             };
-            hostcalls::increment_metric(id, 1).ok();
+            glue::increment(id);
         }
     }
 }

@@ -182,12 +182,16 @@ impl Properties {
         None
     }
 
-    /// Sets the property a filter names by an ABI path.
+    /// Sets the property a filter names by an ABI path, as Envoy's
+    /// `proxy_set_property` does: the value becomes the filter-state object
+    /// `wasm.` + the path exactly as given, NUL bytes included, and a read
+    /// finds it only by a first segment equal to that whole path. So a
+    /// one-segment path (`meshward.peer_id`) round-trips, and a path of
+    /// several segments is stored where no read can reach it, as in Envoy.
     pub(crate) fn set_path(&mut self, path: &[u8], value: Vec<u8>) -> bool {
-        let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
-        match join_dotted(&segments) {
-            Some(name) if !name.is_empty() => {
-                self.values.insert(name, Value::Bytes(value));
+        match std::str::from_utf8(path) {
+            Ok(name) if !name.is_empty() => {
+                self.values.insert(name.to_owned(), Value::Bytes(value));
                 true
             }
             _ => false,
@@ -282,5 +286,20 @@ mod tests {
         assert_eq!(p.lookup(b"nothing"), None);
         // Not an Envoy attribute (tests/all/differential.rs).
         assert_eq!(p.lookup(b"connection.peer_certificate_validated"), None);
+    }
+
+    #[test]
+    fn set_properties_round_trip_only_through_one_segment() {
+        let mut p = Properties::new();
+        assert!(p.set_path(b"meshward.peer_id", b"spiffe://td/a".to_vec()));
+        assert_eq!(
+            p.lookup(b"meshward.peer_id"),
+            Some(&Value::Bytes(b"spiffe://td/a".to_vec()))
+        );
+        // Envoy stores `wasm.a\0b` and reads `a`, then `b` inside it: the
+        // value is written but never found again.
+        assert!(p.set_path(b"meshward\0claims", b"{}".to_vec()));
+        assert_eq!(p.lookup(b"meshward\0claims"), None);
+        assert_eq!(p.lookup(b"meshward.claims"), None);
     }
 }

@@ -19,7 +19,7 @@ pub use self::{
     client::{Request, Response, send},
     locate::{envoy_binary, workspace_root},
     process::{Envoy, EnvoyError, validate},
-    sidecar::{FilterSpec, Sidecar, SidecarSpec},
+    sidecar::{BootstrapEdits, FilterSpec, Sidecar, SidecarSpec},
     template::{Template, TemplateError, yaml_quote},
     upstream::EchoUpstream,
 };

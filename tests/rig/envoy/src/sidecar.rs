@@ -30,6 +30,56 @@ pub struct SidecarSpec {
     pub trust_domain: String,
 }
 
+/// Departures from the shipped bootstrap, for tests that must show what
+/// happens when an operator configures Envoy otherwise. Each is applied as
+/// an edit of the bootstrap's text, and starting fails if the text to edit
+/// is not there (so a changed bootstrap cannot silently disable a test).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BootstrapEdits {
+    /// Turn Envoy's own path normalisation off (`normalize_path`,
+    /// `merge_slashes` false, escaped slashes kept unchanged), so only the
+    /// filter stands between a client's path and the decision.
+    pub envoy_path_normalization_off: bool,
+    /// `trust_chain_verification: ACCEPT_UNTRUSTED`: Envoy completes the
+    /// handshake with a client certificate that does not chain to the CA.
+    pub accept_untrusted_certificates: bool,
+    /// `fail_open: true` on every filter (Istio's `FAIL_OPEN`): a failed VM
+    /// lets requests through instead of answering 503.
+    pub fail_open: bool,
+}
+
+impl BootstrapEdits {
+    fn apply(&self, mut text: String) -> Result<String, EnvoyError> {
+        let mut edit = |from: &str, to: &str| {
+            if !text.contains(from) {
+                return Err(EnvoyError::Admin(format!(
+                    "the bootstrap has no `{from}` to edit"
+                )));
+            }
+            text = text.replace(from, to);
+            Ok(())
+        };
+        if self.envoy_path_normalization_off {
+            edit("normalize_path: true", "normalize_path: false")?;
+            edit("merge_slashes: true", "merge_slashes: false")?;
+            edit(
+                "path_with_escaped_slashes_action: REJECT_REQUEST",
+                "path_with_escaped_slashes_action: KEEP_UNCHANGED",
+            )?;
+        }
+        if self.accept_untrusted_certificates {
+            edit(
+                "trusted_ca: { filename: \"{{CA}}\" }",
+                "{ trusted_ca: { filename: \"{{CA}}\" }, trust_chain_verification: ACCEPT_UNTRUSTED }",
+            )?;
+        }
+        if self.fail_open {
+            edit("fail_open: false", "fail_open: true")?;
+        }
+        Ok(text)
+    }
+}
+
 /// An Istio-style inbound sidecar made of real parts: a SPIFFE CA, a real
 /// Envoy on an mTLS listener running a filter, and an echo application
 /// behind it (`envoy-config/sidecar-inbound.yaml`).
@@ -57,6 +107,14 @@ impl Sidecar {
     /// Issues certificates, writes them out, starts the application and
     /// Envoy, and waits until the listener is ready.
     pub async fn start(spec: &SidecarSpec) -> Result<Self, EnvoyError> {
+        Self::start_with(spec, &BootstrapEdits::default()).await
+    }
+
+    /// [`Sidecar::start`] with the bootstrap changed as `edits` say.
+    pub async fn start_with(
+        spec: &SidecarSpec,
+        edits: &BootstrapEdits,
+    ) -> Result<Self, EnvoyError> {
         let ca = SpiffeCa::new(&spec.trust_domain).map_err(cert_err)?;
         let server = ca
             .issue_local_server(&format!("spiffe://{}/ns/default/sa/app", spec.trust_domain))
@@ -94,8 +152,9 @@ impl Sidecar {
                 spec.filters.len()
             ))
         })?;
-        let config = Template::load(&template)
-            .and_then(|t| t.render(&values))
+        let text = std::fs::read_to_string(&template)?;
+        let config = Template::from_text(edits.apply(text)?)
+            .render(&values)
             .map_err(|e| EnvoyError::Admin(format!("rendering the sidecar configuration: {e}")))?;
         let envoy = Envoy::start(&config).await?;
         let listener = envoy.listener("inbound_mtls").await?;
