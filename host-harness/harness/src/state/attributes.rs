@@ -114,12 +114,22 @@ mod tests {
     }
 
     #[test]
-    fn stream_properties_shadow_derived_and_plugin_ones() {
+    fn set_properties_are_filter_state_under_their_whole_path() {
+        // As in Envoy 1.40: a filter's `set_property` writes filter state
+        // under the path as given; a one-segment path reads back, a path of
+        // several segments is stored where no read reaches it, and it never
+        // changes what the request's own attributes say.
         let mut s = in_stream(headers(&[(":path", "/p"), (":method", "GET")]));
         assert_eq!(s.property(b"request\0path"), Ok(b"/p".to_vec()));
         s.set_property_path(b"request\0path", b"/set".to_vec())
             .unwrap();
-        assert_eq!(s.property(b"request\0path"), Ok(b"/set".to_vec()));
+        assert_eq!(s.property(b"request\0path"), Ok(b"/p".to_vec()));
+        s.set_property_path(b"meshward.peer_id", b"spiffe://a/b".to_vec())
+            .unwrap();
+        assert_eq!(
+            s.property(b"meshward.peer_id"),
+            Ok(b"spiffe://a/b".to_vec())
+        );
         assert_eq!(s.property(b"request\0method"), Ok(b"GET".to_vec()));
         assert_eq!(s.property(b"no\0such"), Err(Status::NotFound));
     }
