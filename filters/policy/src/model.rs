@@ -5,9 +5,9 @@
 //! here are checked against the configured schema once, when the engine is
 //! configured (see `check_against_schema`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
@@ -16,6 +16,16 @@ use cedar_policy::{
 use meshward_identity::SpiffeId;
 
 use crate::authority::parse_authority;
+
+mod claims;
+mod tags;
+mod time;
+
+use self::claims::{UserData, user_data, user_entity};
+pub(crate) use self::tags::TagFilter;
+use self::tags::{header_values, joined_tags, param_values, set_tags};
+pub(crate) use self::time::cedar_datetime;
+use self::time::unix_seconds;
 use crate::facts::{InvalidRequest, RequestFacts};
 
 /// The id of the peer when there is no peer identity; never a SPIFFE ID.
@@ -156,63 +166,6 @@ impl ExtCache {
     }
 }
 
-/// The tag names (of headers, query parameters and claims) the policies can
-/// read: only those go into the request's entities, so that the entities of
-/// one peer's requests repeat and can be cached. `all` when some policy reads
-/// a tag by a computed name.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TagFilter {
-    all: bool,
-    names: HashSet<String>,
-}
-
-impl TagFilter {
-    /// Every tag kept: for checking shapes against the schema.
-    pub(crate) fn all() -> Self {
-        Self {
-            all: true,
-            names: HashSet::new(),
-        }
-    }
-
-    /// The tag names `hasTag`/`getTag` are called with in `policies`.
-    pub(crate) fn of(policies: &cedar_policy::PolicySet) -> Self {
-        let mut filter = Self::default();
-        for policy in policies.policies() {
-            match policy.to_json() {
-                Ok(json) => filter.visit(&json),
-                Err(_) => filter.all = true,
-            }
-        }
-        filter
-    }
-
-    fn visit(&mut self, v: &serde_json::Value) {
-        use serde_json::Value;
-        match v {
-            Value::Object(map) => {
-                for (k, child) in map {
-                    if k == "hasTag" || k == "getTag" {
-                        match child.get("right").and_then(|r| r.get("Value")) {
-                            Some(Value::String(name)) => {
-                                self.names.insert(name.clone());
-                            }
-                            _ => self.all = true,
-                        }
-                    }
-                    self.visit(child);
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|i| self.visit(i)),
-            _ => {}
-        }
-    }
-
-    fn keeps(&self, name: &str) -> bool {
-        self.all || self.names.contains(name)
-    }
-}
-
 /// Everything the request's entities are built from, after filtering.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EntitiesKey {
@@ -223,14 +176,6 @@ struct EntitiesKey {
     headers: Vec<(String, Vec<String>)>,
     params: Vec<(String, Vec<String>)>,
     user: Option<UserData>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct UserData {
-    issuer: String,
-    subject: String,
-    audiences: Vec<String>,
-    tags: Vec<(String, Vec<String>)>,
 }
 
 const MAX_CACHED_ENTITIES: usize = 256;
@@ -394,83 +339,6 @@ pub(crate) fn build(
     })
 }
 
-/// The headers policies read, by lower-case name. A value that is not UTF-8
-/// is refused only when a policy reads its header: refusing every such
-/// request would let any client be denied for a header nobody looks at,
-/// which is harmless, but reading it lossily would let `\xff` stand for a
-/// value a forbid names, which is not.
-fn header_values(
-    facts: &RequestFacts,
-    tags: &TagFilter,
-) -> Result<Vec<(String, Vec<String>)>, BuildError> {
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in facts.headers.iter() {
-        let name = name.to_ascii_lowercase();
-        if !tags.keeps(&name) {
-            continue;
-        }
-        let value = std::str::from_utf8(value).map_err(|_| InvalidRequest::Header(name.clone()))?;
-        map.entry(name).or_default().push(value.to_owned());
-    }
-    Ok(map.into_iter().collect())
-}
-
-/// The query parameters policies read, by name percent-decoded and
-/// lower-cased (ASCII), so `Admin`, `%61dmin` and `admin` are one parameter.
-fn param_values(query: &str, tags: &TagFilter) -> Result<Vec<(String, Vec<String>)>, BuildError> {
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        // A name that is not text once decoded cannot equal any name a
-        // policy can write (Cedar strings are text), so it is not read.
-        let Ok(name) = String::from_utf8(percent_decode(k)) else {
-            continue;
-        };
-        let name = name.to_ascii_lowercase();
-        if !tags.keeps(&name) {
-            continue;
-        }
-        let value = String::from_utf8(percent_decode(v))
-            .map_err(|_| InvalidRequest::Param(name.clone()))?;
-        map.entry(name).or_default().push(value);
-    }
-    Ok(map.into_iter().collect())
-}
-
-/// Repeated names joined with `,`, as HTTP joins repeated headers.
-fn joined_tags(
-    pairs: &[(String, Vec<String>)],
-) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.join(","))))
-}
-
-/// Every value, and every comma-separated element of every value, trimmed:
-/// however a client splits or repeats a value, it is an element.
-fn value_set(values: &[String]) -> BTreeSet<&str> {
-    fn trim(s: &str) -> &str {
-        s.trim_matches([' ', '\t'])
-    }
-    let mut set = BTreeSet::new();
-    for v in values {
-        set.insert(trim(v));
-        set.extend(v.split(',').map(trim));
-    }
-    set
-}
-
-fn set_tags(
-    pairs: &[(String, Vec<String>)],
-) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
-    pairs.iter().map(|(k, v)| {
-        let set = value_set(v)
-            .into_iter()
-            .map(|e| RestrictedExpression::new_string(e.to_owned()));
-        (k.clone(), RestrictedExpression::new_set(set))
-    })
-}
-
 fn str_expr(s: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(s.to_owned())
 }
@@ -504,145 +372,14 @@ fn workload_entity(
     Entity::new_with_tags(uid.clone(), attrs, parents.iter().cloned(), []).map_err(|e| internal(&e))
 }
 
-fn user_data(claims: &serde_json::Value, filter: &TagFilter) -> UserData {
-    let claim_str = |name: &str| {
-        claims
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let mut tags = BTreeMap::new();
-    flatten_claims(None, claims, &mut tags);
-    UserData {
-        issuer: claim_str("iss"),
-        subject: claim_str("sub"),
-        audiences: tags.get("aud").cloned().unwrap_or_default(),
-        tags: tags.into_iter().filter(|(k, _)| filter.keeps(k)).collect(),
-    }
-}
-
-fn user_entity(uid: &EntityUid, user: &UserData) -> Result<Entity, BuildError> {
-    let set = |values: &[String]| {
-        RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
-    };
-    Entity::new_with_tags(
-        uid.clone(),
-        [
-            ("issuer".to_owned(), str_expr(&user.issuer)),
-            ("subject".to_owned(), str_expr(&user.subject)),
-            (
-                "request_principal".to_owned(),
-                str_expr(&format!("{}/{}", user.issuer, user.subject)),
-            ),
-            ("audiences".to_owned(), set(&user.audiences)),
-        ],
-        [],
-        user.tags.iter().map(|(k, v)| (k.clone(), set(v))),
-    )
-    .map_err(|e| internal(&e))
-}
-
-/// Claims as tags: each claim and each nested claim (by dotted path) becomes a
-/// set of strings, so the same test works on string and array claims, as
-/// Istio's claim matching does.
-fn flatten_claims(
-    prefix: Option<&str>,
-    value: &serde_json::Value,
-    tags: &mut BTreeMap<String, Vec<String>>,
-) {
-    use serde_json::Value;
-    let Value::Object(map) = value else { return };
-    for (name, v) in map {
-        let key = match prefix {
-            Some(p) => format!("{p}.{name}"),
-            None => name.clone(),
-        };
-        match v {
-            Value::Object(_) => flatten_claims(Some(&key), v, tags),
-            Value::Array(items) => {
-                let entry = tags.entry(key).or_default();
-                entry.extend(items.iter().filter_map(scalar_text));
-            }
-            _ => {
-                if let Some(text) = scalar_text(v) {
-                    tags.entry(key).or_default().push(text);
-                }
-            }
-        }
-    }
-}
-
-fn scalar_text(v: &serde_json::Value) -> Option<String> {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
-/// Decodes `%XX` and `+`; malformed escapes are kept as they are.
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        match b {
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(hi), Some(lo)) => {
-                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b),
-            },
-            b'+' => out.push(b' '),
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Cedar's `datetime` text for a time, to the second (policies need no
-/// more, and it lets consecutive requests share one value), in UTC. Times
-/// before 1970 are clamped to the epoch: a host clock never reports them.
-pub(crate) fn cedar_datetime(time: SystemTime) -> String {
-    let secs = i64::try_from(unix_seconds(time)).unwrap_or(i64::MAX);
-    let days = secs.div_euclid(86_400);
-    let secs_of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let (h, rest) = (secs_of_day / 3600, secs_of_day % 3600);
-    let (min, s) = (rest / 60, rest % 60);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// well-known algorithm, rewritten here).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::claims::flatten_claims;
+    use super::tags::value_set;
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn datetime_text() {

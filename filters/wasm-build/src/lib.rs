@@ -21,7 +21,10 @@ pub const FILTERS: &[&str] = &["meshward-identity-filter", "meshward-authz-filte
 /// the trivial filter the Envoy load bench compares against), handed out by
 /// `meshward-test-guests`. With [`FILTERS`] this names every `cdylib` in the
 /// workspace; a test checks it.
-pub const GUESTS: &[&str] = &["meshward-conformance-filter", "meshward-bench-trivial-filter"];
+pub const GUESTS: &[&str] = &[
+    "meshward-conformance-filter",
+    "meshward-bench-trivial-filter",
+];
 
 /// The target triple every filter is built for.
 pub const TARGET: &str = "wasm32-wasip1";
@@ -182,6 +185,11 @@ pub fn build_script(packages: &[&str], watch: &[&str]) -> Result<(), BuildError>
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let dir = build(&root, packages, Output::Quiet)?;
+    // A module deleted or replaced behind cargo's back (a `cargo clean -p`,
+    // another checkout's build) must be rebuilt too, not left missing.
+    for p in packages {
+        println!("cargo:rerun-if-changed={}", dir.join(module_file(p)).display());
+    }
     println!("cargo:rustc-env=MESHWARD_WASM_DIR={}", dir.display());
     Ok(())
 }
