@@ -188,7 +188,10 @@ pub fn build_script(packages: &[&str], watch: &[&str]) -> Result<(), BuildError>
     // A module deleted or replaced behind cargo's back (a `cargo clean -p`,
     // another checkout's build) must be rebuilt too, not left missing.
     for p in packages {
-        println!("cargo:rerun-if-changed={}", dir.join(module_file(p)).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(module_file(p)).display()
+        );
     }
     println!("cargo:rustc-env=MESHWARD_WASM_DIR={}", dir.display());
     Ok(())
