@@ -2,7 +2,7 @@
 //! decision out), natively and compiled to wasm in the harness, side by side
 //! in one run. Numbers in BENCHMARKS.md.
 //!
-//! The compiled filters are read from `target/wasm32-wasip1/filter/`
+//! The compiled filters are read from where `meshward-filter-modules` built them
 //! (`scripts/build-wasm`). To compare builds of the filters (e.g. opt-levels)
 //! in one run, set `MESHWARD_BENCH_WASM_DIRS=label=dir,label=dir,...`.
 
@@ -34,7 +34,7 @@ fn wasm_dirs() -> Vec<(String, PathBuf)> {
             .collect(),
         Err(_) => vec![(
             "wasm".to_owned(),
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/filter"),
+            meshward_filter_modules::dir().to_path_buf(),
         )],
     }
 }

@@ -15,7 +15,6 @@
 )]
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,9 +35,7 @@ const TRIVIAL: &str = r#"(module
   (func (export "proxy_on_delete") (param i32)))"#;
 
 fn conformance_wasm() -> Option<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip1/filter/meshward_conformance_filter.wasm");
-    std::fs::read(path).ok()
+    std::fs::read(meshward_test_guests::conformance_filter()).ok()
 }
 
 fn bench(c: &mut Criterion) {

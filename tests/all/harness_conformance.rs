@@ -573,7 +573,10 @@ fn runaway_filters_are_stopped() {
         .start(PluginConfig::new())
         .unwrap()
         .send(Request::get("/op/spin"));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // The failure kind proves the deadline stopped it; the wall-clock bound
+    // only catches a deadline that no longer applies, loosely, because a
+    // loaded machine stretches time many times over.
+    assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(
         e.failure.unwrap().kind,
         FailureKind::Deadline(Duration::from_millis(200))

@@ -16,5 +16,6 @@ mod differential;
 mod envoy_configs;
 mod harness_conformance;
 mod identity_e2e;
+mod layering;
 mod policy_suites;
 mod wasm_imports;

@@ -92,8 +92,8 @@ impl HttpContext for IdentityStream {
                 // vouches for are removed, before the verified values are
                 // set.
                 let names = IdentityHeaders {
-                    peer_id: &config.forward.peer_id,
-                    jwt_claims: &config.forward.jwt_claims,
+                    peer_id: &config.forward().peer_id,
+                    jwt_claims: &config.forward().jwt_claims,
                     others: &identity.headers_to_remove,
                 };
                 names.scrub(&headers);

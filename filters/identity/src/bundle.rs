@@ -1,44 +1,84 @@
 //! Key sets: SPIFFE trust bundles (the JWKS form of the SPIFFE Trust Domain
 //! and Bundle specification) and the ordinary JWKS of end-user JWT issuers.
 //!
-//! Everything is checked when the configuration is loaded, so a bad key is a
-//! configuration error, never a request-time surprise.
+//! Everything is checked when the configuration is loaded, so a key is
+//! either usable or left out there, never a request-time surprise. A key
+//! meshward cannot use is skipped and reported rather than refusing its whole
+//! set (RFC 7517 section 5): an identity provider that publishes a new kind
+//! of key must not take every request down.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::spiffe_id::TrustDomain;
 use crate::x509_svid::SvidError;
 
-/// Why a trust bundle or JWKS was refused.
+/// Why a trust bundle or JWKS was refused as a whole. A single key that
+/// cannot be used does not refuse its set: it is skipped and reported as a
+/// [`SkippedKey`] (RFC 7517 section 5).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BundleError {
     /// Not the JSON shape of a JWKS.
     #[error("invalid key set: {0}")]
     Json(String),
-    /// A key with `use` `x509-svid` must carry exactly one certificate.
-    #[error("key {0}: an `x509-svid` key must have exactly one `x5c` certificate")]
-    X5cCount(usize),
-    /// The `x5c` certificate is not base64 DER X.509.
-    #[error("key {0}: `x5c` is not a base64 DER certificate: {1}")]
-    BadCertificate(usize, String),
-    /// A key with `use` `jwt-svid` must have a `kid`.
-    #[error("key {0}: a `jwt-svid` key must have a non-empty `kid`")]
-    MissingKid(usize),
-    /// Two JWT keys with the same `kid`.
+    /// Two usable JWT keys with the same `kid`: which one a token means
+    /// cannot be told.
     #[error("duplicate `kid` `{0}`")]
     DuplicateKid(String),
-    /// A key that cannot be used to verify signatures.
-    #[error("key {0}: {1}")]
-    BadKey(usize, String),
-    /// A JWKS with no usable key.
-    #[error("the key set has no usable key")]
-    NoKeys,
+    /// The set lists keys but none of them is usable (or, for a JWKS, lists
+    /// none at all); every skipped key is listed with its reason.
+    #[error("the key set has no usable key{}", skipped_list(.0))]
+    NoUsableKey(Vec<SkippedKey>),
+}
+
+fn skipped_list(skipped: &[SkippedKey]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let all: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    format!(" ({})", all.join("; "))
+}
+
+/// A key left out of its set because meshward cannot use it: an unknown or
+/// unsupported `kty`, curve or `alg`, a `use` that is not for signatures,
+/// missing or malformed members, or a key too weak to trust. It verifies
+/// nothing; the rest of the set still loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedKey {
+    /// The key's position in the set's `keys` array, from 0.
+    pub index: usize,
+    /// The key's `kid`, if it had a string one.
+    pub kid: Option<String>,
+    /// Why it cannot be used.
+    pub reason: String,
+}
+
+impl SkippedKey {
+    fn new(index: usize, raw: &serde_json::Value, reason: impl Into<String>) -> Self {
+        Self {
+            index,
+            kid: raw
+                .get("kid")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for SkippedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "key {} (`kid` `{kid}`): {}", self.index, self.reason),
+            None => write!(f, "key {}: {}", self.index, self.reason),
+        }
+    }
 }
 
 /// A public key that verifies JWT signatures.
@@ -67,13 +107,13 @@ impl JwtKey {
         &self.key
     }
 
-    fn from_jwk(index: usize, jwk: &Jwk) -> Result<Self, BundleError> {
-        let bad = |m: &str| BundleError::BadKey(index, m.to_owned());
+    /// A verifying key from a parsed JWK, or why it cannot be one.
+    fn from_jwk(jwk: &Jwk) -> Result<Self, String> {
         if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
-            return Err(bad("symmetric (`oct`) keys are not accepted"));
+            return Err("symmetric (`oct`) keys are not accepted".to_owned());
         }
-        check_public_key(&jwk.algorithm).map_err(|m| bad(&m))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
+        check_public_key(&jwk.algorithm)?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
         let family = key.family();
         let alg = match jwk.common.key_algorithm {
             None => None,
@@ -81,9 +121,9 @@ impl JwtKey {
                 let a: Algorithm = a
                     .to_string()
                     .parse()
-                    .map_err(|_| bad("unsupported `alg`"))?;
+                    .map_err(|_| format!("`alg` `{a}` is not supported"))?;
                 if a.family() != family {
-                    return Err(bad("`alg` does not fit the key type"));
+                    return Err("`alg` does not fit the key type".to_owned());
                 }
                 Some(a)
             }
@@ -97,6 +137,15 @@ impl JwtKey {
     }
 }
 
+/// Reads one raw JWK: jsonwebtoken refuses an unknown `kty`, curve or `alg`
+/// while parsing, which for a key set means "skip this key".
+fn parse_jwk(raw: serde_json::Value) -> Result<Jwk, String> {
+    if !raw.is_object() {
+        return Err("not a JSON object".to_owned());
+    }
+    serde_json::from_value(raw).map_err(|e| format!("not a key meshward can read: {e}"))
+}
+
 impl fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtKey")
@@ -107,11 +156,14 @@ impl fmt::Debug for JwtKey {
     }
 }
 
-/// The JWKS of an end-user JWT issuer. Keys whose `use` is neither absent
-/// nor `sig` are skipped; symmetric keys are refused.
+/// The JWKS of an end-user JWT issuer: only keys that verify signatures
+/// (`use` absent or `sig`, a supported public key type), at least one of
+/// them, with distinct `kid`s. Other keys are skipped and listed in
+/// [`Jwks::skipped`].
 #[derive(Debug, Clone)]
 pub struct Jwks {
     keys: Vec<JwtKey>,
+    skipped: Vec<SkippedKey>,
 }
 
 impl Jwks {
@@ -122,28 +174,46 @@ impl Jwks {
         Self::from_value(value)
     }
 
-    fn from_value(value: serde_json::Value) -> Result<Self, BundleError> {
+    pub(crate) fn from_value(value: serde_json::Value) -> Result<Self, BundleError> {
         let repr: JwksRepr =
             serde_json::from_value(value).map_err(|e| BundleError::Json(e.to_string()))?;
         let mut keys = Vec::new();
+        let mut skipped = Vec::new();
         for (i, raw) in repr.keys.into_iter().enumerate() {
-            let jwk: Jwk =
-                serde_json::from_value(raw).map_err(|e| BundleError::BadKey(i, e.to_string()))?;
-            match &jwk.common.public_key_use {
-                None | Some(PublicKeyUse::Signature) => keys.push(JwtKey::from_jwk(i, &jwk)?),
-                Some(_) => {}
+            let key_use = raw.get("use").cloned();
+            match key_use {
+                None => {}
+                Some(serde_json::Value::String(u)) if u == "sig" => {}
+                Some(other) => {
+                    skipped.push(SkippedKey::new(
+                        i,
+                        &raw,
+                        format!("`use` {other} is not `sig`"),
+                    ));
+                    continue;
+                }
+            }
+            let reason_for = raw.clone();
+            match parse_jwk(raw).and_then(|jwk| JwtKey::from_jwk(&jwk)) {
+                Ok(key) => keys.push(key),
+                Err(reason) => skipped.push(SkippedKey::new(i, &reason_for, reason)),
             }
         }
-        check_unique_kids(&keys)?;
         if keys.is_empty() {
-            return Err(BundleError::NoKeys);
+            return Err(BundleError::NoUsableKey(skipped));
         }
-        Ok(Self { keys })
+        check_unique_kids(&keys)?;
+        Ok(Self { keys, skipped })
     }
 
-    /// The keys.
+    /// The usable keys; never empty.
     pub fn keys(&self) -> &[JwtKey] {
         &self.keys
+    }
+
+    /// The keys left out, with why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
     }
 }
 
@@ -155,67 +225,54 @@ impl<'de> serde::Deserialize<'de> for Jwks {
 }
 
 /// A SPIFFE trust bundle: the X.509 and JWT authorities of one trust domain.
+///
+/// Every X.509 authority parses as a certificate and every JWT authority is a
+/// supported public key with a `kid`, the `kid`s distinct. Keys that are
+/// neither are skipped and listed in [`TrustBundle::skipped`]; a bundle that
+/// lists keys but has no usable one is refused.
 #[derive(Debug, Clone)]
 pub struct TrustBundle {
     x509_authorities: Vec<Vec<u8>>,
     jwt_authorities: Vec<JwtKey>,
     sequence: Option<u64>,
     refresh_hint: Option<i64>,
+    skipped: Vec<SkippedKey>,
 }
 
 impl TrustBundle {
     /// Parses the JWKS form of a SPIFFE bundle. Keys whose `use` is neither
-    /// `x509-svid` nor `jwt-svid` are ignored, as the bundle specification
-    /// asks, so newer bundles still load.
+    /// `x509-svid` nor `jwt-svid` are skipped, as the bundle specification
+    /// asks, so newer bundles still load; so are keys that cannot be used.
+    /// `{"keys": []}` is an empty bundle, not an error.
     pub fn from_json(json: &[u8]) -> Result<Self, BundleError> {
         let value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| BundleError::Json(e.to_string()))?;
         Self::from_value(value)
     }
 
-    fn from_value(value: serde_json::Value) -> Result<Self, BundleError> {
+    pub(crate) fn from_value(value: serde_json::Value) -> Result<Self, BundleError> {
         let repr: BundleRepr =
             serde_json::from_value(value).map_err(|e| BundleError::Json(e.to_string()))?;
+        let listed = repr.keys.len();
         let mut x509_authorities = Vec::new();
         let mut jwt_authorities = Vec::new();
+        let mut skipped = Vec::new();
         for (i, raw) in repr.keys.into_iter().enumerate() {
             let key_use = raw.get("use").and_then(serde_json::Value::as_str);
-            match key_use {
-                Some("x509-svid") => {
-                    let x5c: Vec<String> = raw
-                        .get("x5c")
-                        .cloned()
-                        .map(serde_json::from_value)
-                        .transpose()
-                        .map_err(|e| BundleError::BadKey(i, e.to_string()))?
-                        .unwrap_or_default();
-                    let [cert] = x5c.as_slice() else {
-                        return Err(BundleError::X5cCount(i));
-                    };
-                    let der = base64::engine::general_purpose::STANDARD
-                        .decode(cert)
-                        .map_err(|e| BundleError::BadCertificate(i, e.to_string()))?;
-                    crate::x509_svid::check_parses(&der)
-                        .map_err(|e: SvidError| BundleError::BadCertificate(i, e.to_string()))?;
-                    x509_authorities.push(der);
-                }
-                Some("jwt-svid") => {
-                    // jsonwebtoken reads `use` as the JOSE values only; the
-                    // SPIFFE value has been checked above.
-                    let mut raw = raw;
-                    if let Some(o) = raw.as_object_mut() {
-                        o.remove("use");
-                    }
-                    let jwk: Jwk = serde_json::from_value(raw)
-                        .map_err(|e| BundleError::BadKey(i, e.to_string()))?;
-                    let key = JwtKey::from_jwk(i, &jwk)?;
-                    if key.kid.is_none() {
-                        return Err(BundleError::MissingKid(i));
-                    }
-                    jwt_authorities.push(key);
-                }
-                _ => {}
+            let result = match key_use {
+                Some("x509-svid") => x509_authority(&raw).map(|der| x509_authorities.push(der)),
+                Some("jwt-svid") => jwt_authority(raw.clone()).map(|k| jwt_authorities.push(k)),
+                Some(other) => Err(format!(
+                    "`use` `{other}` is neither `x509-svid` nor `jwt-svid`"
+                )),
+                None => Err("no `use`".to_owned()),
+            };
+            if let Err(reason) = result {
+                skipped.push(SkippedKey::new(i, &raw, reason));
             }
+        }
+        if listed > 0 && x509_authorities.is_empty() && jwt_authorities.is_empty() {
+            return Err(BundleError::NoUsableKey(skipped));
         }
         check_unique_kids(&jwt_authorities)?;
         Ok(Self {
@@ -223,7 +280,13 @@ impl TrustBundle {
             jwt_authorities,
             sequence: repr.spiffe_sequence,
             refresh_hint: repr.spiffe_refresh_hint,
+            skipped,
         })
+    }
+
+    /// The keys left out, with why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
     }
 
     /// The X.509 authorities (DER), trust anchors for X.509-SVIDs.
@@ -301,6 +364,40 @@ impl TrustBundleSet {
             .get(td)
             .or_else(|| self.aliases.get(td).and_then(|c| self.bundles.get(c)))
     }
+}
+
+/// An `x509-svid` key: exactly one base64 DER certificate in `x5c`.
+fn x509_authority(raw: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let x5c: Vec<String> = raw
+        .get("x5c")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| format!("`x5c` is not a list of strings: {e}"))?
+        .unwrap_or_default();
+    let [cert] = x5c.as_slice() else {
+        return Err("an `x509-svid` key must have exactly one `x5c` certificate".to_owned());
+    };
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(cert)
+        .map_err(|e| format!("`x5c` is not base64: {e}"))?;
+    crate::x509_svid::check_parses(&der)
+        .map_err(|e: SvidError| format!("`x5c` is not a DER certificate: {e}"))?;
+    Ok(der)
+}
+
+/// A `jwt-svid` key: a supported public key with a non-empty `kid`.
+fn jwt_authority(mut raw: serde_json::Value) -> Result<JwtKey, String> {
+    // jsonwebtoken reads `use` as the JOSE values only; the SPIFFE value has
+    // been checked by the caller.
+    if let Some(o) = raw.as_object_mut() {
+        o.remove("use");
+    }
+    let key = JwtKey::from_jwk(&parse_jwk(raw)?)?;
+    if key.kid.is_none() {
+        return Err("a `jwt-svid` key must have a non-empty `kid`".to_owned());
+    }
+    Ok(key)
 }
 
 #[derive(serde::Deserialize)]

@@ -60,6 +60,10 @@ pub enum JwtError {
     /// Any other algorithm outside the allowed set.
     #[error("algorithm `{0}` is not accepted")]
     AlgorithmNotAllowed(String),
+    /// A JWT-SVID whose `typ` header is present but neither `JWT` nor
+    /// `JOSE` (JWT-SVID specification, section 2.3).
+    #[error("token type `{0}` is not accepted; a JWT-SVID's `typ` is `JWT` or `JOSE`")]
+    TypeNotAllowed(String),
     /// The header has `crit` extensions, none of which are understood.
     #[error("the token has critical header extensions")]
     Crit,
@@ -116,6 +120,7 @@ impl JwtError {
             Self::AlgNone => "jwt_alg_none",
             Self::Hmac(_) => "jwt_hmac_not_allowed",
             Self::AlgorithmNotAllowed(_) => "jwt_alg_not_allowed",
+            Self::TypeNotAllowed(_) => "jwt_type_not_allowed",
             Self::Crit => "jwt_crit_not_supported",
             Self::MissingKid => "jwt_missing_kid",
             Self::UnknownKid(_) => "jwt_unknown_kid",
@@ -140,6 +145,7 @@ impl JwtError {
             Self::AlgNone => "jwt_svid_alg_none",
             Self::Hmac(_) => "jwt_svid_hmac_not_allowed",
             Self::AlgorithmNotAllowed(_) => "jwt_svid_alg_not_allowed",
+            Self::TypeNotAllowed(_) => "jwt_svid_type_not_allowed",
             Self::Crit => "jwt_svid_crit_not_supported",
             Self::MissingKid => "jwt_svid_missing_kid",
             Self::UnknownKid(_) => "jwt_svid_unknown_kid",
@@ -157,16 +163,22 @@ impl JwtError {
     }
 }
 
-/// A token whose signature verified, before its claims are checked.
+/// A token split and decoded, and nothing more: neither its signature nor
+/// any claim has been checked, so nothing in it may be trusted. It only
+/// chooses which keys to verify the token with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnverifiedParts {
     alg_name: String,
     kid: Option<String>,
+    typ: Option<Value>,
     claims: Map<String, Value>,
 }
 
 /// Splits a token and reads its header and claims without verifying
 /// anything; used to pick the issuer's keys or the JWT-SVID's trust domain.
+/// Refuses tokens longer than `max_bytes`, without three base64url parts,
+/// whose header or payload is not a JSON object, without a string `alg`, or
+/// with `crit` extensions.
 pub fn peek(token: &str, max_bytes: usize) -> Result<UnverifiedParts, JwtError> {
     if token.len() > max_bytes {
         return Err(JwtError::TooLarge {
@@ -199,12 +211,14 @@ pub fn peek(token: &str, max_bytes: usize) -> Result<UnverifiedParts, JwtError> 
     Ok(UnverifiedParts {
         alg_name,
         kid,
+        typ: header.get("typ").cloned(),
         claims,
     })
 }
 
 impl UnverifiedParts {
     /// The unverified claims.
+    #[cfg(feature = "fuzzing")]
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
     }
@@ -286,7 +300,7 @@ pub(crate) fn verify_end_user(
 }
 
 /// Verifies a JWT-SVID with the JWT authorities of its trust domain: `kid`
-/// required, RS/ES/PS only, `sub` a SPIFFE ID, `aud` and `exp` required.
+/// required, RS/ES/PS only, `typ` absent or `JWT`/`JOSE`, `sub` a SPIFFE ID, `aud` and `exp` required.
 pub(crate) fn verify_jwt_svid(
     token: &str,
     parts: &UnverifiedParts,
@@ -294,6 +308,7 @@ pub(crate) fn verify_jwt_svid(
     rules: &ClaimRules<'_>,
 ) -> Result<(SpiffeId, Map<String, Value>), JwtError> {
     let alg = parts.algorithm(&JWT_SVID_ALGS)?;
+    check_svid_type(parts.typ.as_ref())?;
     let kid = parts.kid().ok_or(JwtError::MissingKid)?;
     let key = lookup(kid).ok_or_else(|| JwtError::UnknownKid(kid.to_owned()))?;
     if !key.admits(alg) {
@@ -309,6 +324,21 @@ pub(crate) fn verify_jwt_svid(
     }
     check_claims(&claims, rules)?;
     Ok((sub, claims))
+}
+
+/// JWT-SVID section 2.3: `typ`, if present, is `JWT` or `JOSE`. Media type
+/// names compare case-insensitively (RFC 7515 section 4.1.9).
+fn check_svid_type(typ: Option<&Value>) -> Result<(), JwtError> {
+    match typ {
+        None => Ok(()),
+        Some(Value::String(t))
+            if t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("JOSE") =>
+        {
+            Ok(())
+        }
+        Some(Value::String(t)) => Err(JwtError::TypeNotAllowed(t.clone())),
+        Some(other) => Err(JwtError::TypeNotAllowed(other.to_string())),
+    }
 }
 
 const END_USER_ALGS: [Algorithm; 9] = [

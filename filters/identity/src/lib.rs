@@ -28,24 +28,31 @@ mod xfcc;
 
 pub use self::{
     authn::{
-        AuthnConfig, AuthnConfigError, ClaimToHeader, Denial, EndUserClaims, ForwardHeaders,
-        Identity, JwtConfig, JwtProvider, JwtSvid, JwtSvidConfig, MtlsSource, PeerFacts,
-        PeerSource, TokenLocation, XFCC_HEADER, XfccSource, authenticate,
+        AuthnConfig, AuthnConfigError, ClaimToHeader, ConfigWarning, Denial, EndUserClaims,
+        ForwardHeaders, Identity, JwtConfig, JwtProvider, JwtSvid, JwtSvidConfig, MtlsSource,
+        PeerFacts, PeerSource, TokenLocation, XFCC_HEADER, XfccSource, authenticate,
     },
-    bundle::{BundleError, Jwks, JwtKey, TrustBundle, TrustBundleSet},
-    jwt::{
-        DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_BYTES, JwtError, UnverifiedParts,
-        peek as peek_jwt,
-    },
+    bundle::{BundleError, Jwks, JwtKey, SkippedKey, TrustBundle, TrustBundleSet},
+    jwt::{DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_BYTES, JwtError},
     matcher::IdMatcher,
-    pem::{
-        MAX_CERTIFICATES, PemError, certificates_from_der_or_pem, certificates_from_pem,
-        certificates_from_url_encoded_pem, percent_decode,
-    },
+    pem::{MAX_CERTIFICATES, PemError},
     spiffe_id::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError, TrustDomain},
-    x509_svid::{SvidError, X509Svid},
-    xfcc::{
-        MAX_XFCC_ELEMENTS, MAX_XFCC_LEN, TooFewElements, XfccElement, XfccError, XfccKey,
-        parse_xfcc, select_trusted,
-    },
+    x509_svid::SvidError,
+    xfcc::{MAX_XFCC_ELEMENTS, MAX_XFCC_LEN, TooFewElements, XfccError},
 };
+
+/// The parsers beneath [`authenticate`], for the fuzz targets in `fuzz/`
+/// only. Not product API: none of them decides anything, and
+/// [`peek_jwt`](fuzzing::peek_jwt) in particular verifies nothing.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::{
+        jwt::{UnverifiedParts, peek as peek_jwt},
+        pem::{
+            certificates_from_der_or_pem, certificates_from_pem, certificates_from_url_encoded_pem,
+            percent_decode,
+        },
+        x509_svid::X509Svid,
+        xfcc::{XfccElement, XfccKey, parse_xfcc, select_trusted},
+    };
+}

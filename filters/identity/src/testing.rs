@@ -236,6 +236,15 @@ impl TokenKey {
         jsonwebtoken::encode(&h, claims, &self.encoding).unwrap()
     }
 
+    /// Signs `claims` with this key's algorithm and `kid`, and `typ` as
+    /// given (`None`: no `typ` at all).
+    pub(crate) fn sign_with_typ(&self, claims: &serde_json::Value, typ: Option<&str>) -> String {
+        let mut h = Header::new(self.alg);
+        h.kid = Some(self.kid().to_owned());
+        h.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&h, claims, &self.encoding).unwrap()
+    }
+
     pub(crate) fn sign_without_kid(&self, claims: &serde_json::Value) -> String {
         jsonwebtoken::encode(&Header::new(self.alg), claims, &self.encoding).unwrap()
     }

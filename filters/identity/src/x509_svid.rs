@@ -145,16 +145,19 @@ impl X509Svid {
     }
 
     /// `notBefore`, unix seconds.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn not_before(&self) -> i64 {
         self.not_before
     }
 
     /// `notAfter`, unix seconds.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn not_after(&self) -> i64 {
         self.not_after
     }
 
     /// The certificate, DER.
+    #[cfg(feature = "fuzzing")]
     pub fn der(&self) -> &[u8] {
         &self.der
     }

@@ -114,11 +114,13 @@ pub struct XfccElement {
 
 impl XfccElement {
     /// Builds an element from pairs, e.g. for tests and fuzzing round trips.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn from_pairs(pairs: Vec<(XfccKey, String)>) -> Self {
         Self { pairs }
     }
 
     /// The pairs, in header order, with values unescaped.
+    #[cfg(feature = "fuzzing")]
     pub fn pairs(&self) -> &[(XfccKey, String)] {
         &self.pairs
     }

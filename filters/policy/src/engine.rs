@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Schema, ValidationMode, Validator};
 
 use crate::config::{ConfigError, EngineConfig, Mode, SHIPPED_SCHEMA};
-use crate::diag::located;
+use crate::diag::{ConfigDiagnostic, located};
 use crate::facts::{InvalidRequest, RequestFacts};
 use crate::index::{Combined, Index};
 use crate::model::{self, ExtCache, Names, TagFilter};
@@ -192,7 +192,8 @@ impl PolicyEngine {
         let policies = parse_policies(&config.policies)?;
         validate(&schema, &policies, &config.policies)?;
         let tags = TagFilter::of(&policies);
-        let index = Index::new(&policies).map_err(|e| ConfigError::Validation(vec![e]))?;
+        let index = Index::new(&policies)
+            .map_err(|e| ConfigError::Validation(vec![ConfigDiagnostic::new(e)]))?;
         let engine = Self {
             mode: config.mode,
             require_peer_identity: config.require_peer_identity,
@@ -240,7 +241,9 @@ impl PolicyEngine {
 
     /// Decides one request by evaluating every policy, as plain Cedar does.
     /// Always the same decision as [`PolicyEngine::decide`], only slower: it
-    /// is the reference the index is tested and benchmarked against.
+    /// is the reference the index is tested and benchmarked against (the
+    /// `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn decide_unindexed(&self, facts: &RequestFacts) -> Decision {
         self.decide_with(facts, |built| {
             let mut combined = Combined::default();
@@ -377,7 +380,7 @@ fn action_entities(
 ) -> Result<HashMap<EntityUid, (Entity, Vec<EntityUid>)>, ConfigError> {
     let entities = schema
         .action_entities()
-        .map_err(|e| ConfigError::Schema(e.to_string()))?;
+        .map_err(|e| ConfigError::Schema(ConfigDiagnostic::new(e.to_string())))?;
     Ok(entities
         .iter()
         .map(|e| {
@@ -434,7 +437,7 @@ fn validate(schema: &Schema, policies: &PolicySet, text: &str) -> Result<(), Con
     }
     // Cedar reports a type error once per action the policy applies to; an
     // author wants it once, with the actions listed.
-    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut grouped: BTreeMap<ConfigDiagnostic, Vec<String>> = BTreeMap::new();
     for e in result.validation_errors() {
         let id = e.policy_id().to_string();
         let message = e.to_string();
@@ -442,16 +445,17 @@ fn validate(schema: &Schema, policies: &PolicySet, text: &str) -> Result<(), Con
             .strip_prefix(&format!("for policy `{id}`, "))
             .unwrap_or(&message);
         let (message, action) = split_action(message);
-        let key = located(text, e, format!("policy `{id}`: {message}"));
+        let mut key = located(text, e, message);
+        key.policy_id = Some(id);
         let actions = grouped.entry(key).or_default();
         actions.extend(action);
     }
     Err(ConfigError::Validation(
         grouped
             .into_iter()
-            .map(|(message, actions)| match actions.len() {
-                0 | 1 => message,
-                _ => format!("{message} (actions {})", actions.join(", ")),
+            .map(|(mut d, actions)| {
+                d.actions = actions;
+                d
             })
             .collect(),
     ))

@@ -12,13 +12,17 @@
 //! errors never allow. There is no proxy-wasm and no I/O here: the same code
 //! runs natively, in the wasmtime harness and inside Envoy.
 //!
-//! [`cases`](Suite) is the policy test-case format, run through the
-//! [`Decide`] trait so that another implementation (the compiled filter in a
-//! host) can be checked against the same cases.
+//! With the `testing` feature (for tests, benches and tools, never for a
+//! filter) the crate also exports the policy test-case format (`Suite`), run
+//! through the `Decide` trait so that another implementation (the compiled
+//! filter in a host) can be checked against the same cases, and
+//! `PolicyEngine::decide_unindexed`, the reference decision the index is
+//! checked against.
 
 #![forbid(unsafe_code)]
 
 mod authority;
+#[cfg(any(test, feature = "testing"))]
 mod cases;
 mod config;
 mod diag;
@@ -28,10 +32,12 @@ mod index;
 mod model;
 mod path;
 
+#[cfg(any(test, feature = "testing"))]
+pub use self::cases::{Case, CaseFailure, CaseRequest, Decide, Expect, Suite, Verdict, run_suite};
 pub use self::{
     authority::AuthorityError,
-    cases::{Case, CaseFailure, CaseRequest, Decide, Expect, Suite, Verdict, run_suite},
     config::{ConfigError, Mode, SHIPPED_SCHEMA},
+    diag::{ConfigDiagnostic, SourceLocation},
     engine::{Decision, PolicyEngine, PolicyId, Reason},
     facts::{Headers, InvalidRequest, RequestFacts},
     path::{EscapedSlashes, NormalPath, PathError, PathOptions, normalize_path},

@@ -236,7 +236,7 @@ fn normalize_bare(path: &str, opts: &PathOptions) -> Result<String, PathError> {
         return Err(PathError::Backslash);
     }
     let decoded = decode_unreserved(path, opts.escaped_slashes)?;
-    Ok(remove_dot_segments(&decoded, opts.merge_slashes)?)
+    remove_dot_segments(&decoded, opts.merge_slashes)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -1,17 +1,15 @@
 //! `meshward`: the policy author's command line.
 //!
-//! Runs the demo, issues demo SVIDs, and (as the policy work lands) validates
-//! policies and configuration, runs policy test suites against the compiled
-//! filter in the harness, and explains single decisions.
+//! Issues demo SVIDs, validates policies and filter configuration, and
+//! translates Istio AuthorizationPolicies. It reads nothing from the source
+//! tree it was built in, so an installed `meshward` works from any folder.
 
 #![forbid(unsafe_code)]
 
 mod certs;
-mod demo;
 mod istio;
 mod validate;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -29,9 +27,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start real Envoy with the identity filter on an mTLS listener, send it
-    /// allowed and denied requests, and print the filter's decisions.
-    Demo(demo::Args),
     /// Issue a SPIFFE CA and X.509-SVIDs for demos and local testing.
     Certs(certs::Args),
     /// Validate Cedar policies (or an authorization-filter configuration)
@@ -44,7 +39,6 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => demo::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Validate(args) => validate::run(args),
         Command::IstioImport(args) => istio::run(args),
@@ -56,9 +50,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Where `scripts/build-wasm` puts the filters in this checkout.
-fn default_wasm_dir() -> PathBuf {
-    meshward_envoy::workspace_root().join("target/wasm32-wasip1/filter")
 }

@@ -27,14 +27,22 @@ impl Status {
 }
 
 /// WASI errno values the preview1 shims return.
-pub(crate) mod errno {
-    pub(crate) const SUCCESS: i32 = 0;
-    pub(crate) const BADF: i32 = 8;
-    pub(crate) const FAULT: i32 = 21;
-    pub(crate) const INVAL: i32 = 28;
-    pub(crate) const NOENT: i32 = 44;
-    pub(crate) const NOSYS: i32 = 52;
-    pub(crate) const NOTSUP: i32 = 58;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum Errno {
+    Success = 0,
+    Badf = 8,
+    Fault = 21,
+    Inval = 28,
+    Noent = 44,
+    Nosys = 52,
+    Notsup = 58,
+}
+
+impl Errno {
+    pub(crate) fn code(self) -> i32 {
+        self as i32
+    }
 }
 
 /// The proxy-wasm ABI version a module declares by exporting a marker function.

@@ -73,7 +73,7 @@ pub enum Error {
         module: String,
         /// The import's name.
         name: String,
-        /// What wasmtime reported.
+        /// The module's type for it and the host's.
         message: String,
     },
     /// No `proxy_abi_version_*` marker export.

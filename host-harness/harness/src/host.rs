@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use wasmtime::{Config, Engine, ExternType, InstancePre, Module};
+use wasmtime::{Config, Engine, Extern, ExternType, InstancePre, Linker, Module, Store};
 
 use crate::abi::{AbiVersion, LogLevel};
 use crate::callout::{
@@ -138,34 +138,12 @@ impl Host {
         if !exports.contains("memory") {
             return Err(Error::MissingMemory);
         }
-        let imports =
+        let linker =
             imports::build(&self.engine, abi).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        for import in module.imports() {
-            let known = matches!(import.ty(), ExternType::Func(_))
-                && imports
-                    .names
-                    .contains(&(import.module().to_owned(), import.name().to_owned()));
-            if !known {
-                return Err(Error::UnknownImport {
-                    module: import.module().to_owned(),
-                    name: import.name().to_owned(),
-                });
-            }
-        }
-        let pre = imports.linker.instantiate_pre(&module).map_err(|e| {
-            let message = format!("{e:#}");
-            match module
-                .imports()
-                .find(|i| message.contains(&format!("{}::{}", i.module(), i.name())))
-            {
-                Some(i) => Error::ImportSignature {
-                    module: i.module().to_owned(),
-                    name: i.name().to_owned(),
-                    message,
-                },
-                None => Error::Instantiate(message),
-            }
-        })?;
+        check_imports(&self.engine, &linker, &module)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| Error::Instantiate(format!("{e:#}")))?;
         Ok(Filter {
             inner: Arc::new(FilterInner {
                 engine: self.engine.clone(),
@@ -186,6 +164,40 @@ impl Host {
         })?;
         self.load(bytes)
     }
+}
+
+/// Checks every import against what the host defines, by wasmtime's types
+/// (not its error text): an import the host lacks, or one whose function
+/// type differs from the host's, is refused by name.
+fn check_imports(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    module: &Module,
+) -> Result<(), Error> {
+    // Host functions are only typed inside a store; this one holds no
+    // instance and is dropped at once.
+    let mut store = Store::new(engine, HostState::new(PluginConfig::new(), 0, 0));
+    for import in module.imports() {
+        let unknown = || Error::UnknownImport {
+            module: import.module().to_owned(),
+            name: import.name().to_owned(),
+        };
+        let ExternType::Func(wanted) = import.ty() else {
+            return Err(unknown());
+        };
+        let Some(Extern::Func(provided)) = linker.get_by_import(&mut store, &import) else {
+            return Err(unknown());
+        };
+        let provided = provided.ty(&store);
+        if !provided.matches(&wanted) {
+            return Err(Error::ImportSignature {
+                module: import.module().to_owned(),
+                name: import.name().to_owned(),
+                message: format!("the module wants `{wanted}`, the host provides `{provided}`"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A compiled, checked filter module. Cheap to clone; start as many

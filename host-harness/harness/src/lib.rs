@@ -36,6 +36,7 @@ mod error;
 mod host;
 mod http;
 mod imports;
+mod memory;
 mod metrics;
 mod plugin;
 mod properties;

@@ -63,34 +63,28 @@ impl Metrics {
         self.entries.get_mut(index).ok_or(Status::NotFound)
     }
 
-    pub(crate) fn increment(&mut self, metric_id: u32, delta: i64) -> Status {
-        match self.get_mut(metric_id) {
-            Ok(m) => match m.kind {
-                MetricKind::Counter if delta < 0 => Status::BadArgument,
-                MetricKind::Counter | MetricKind::Gauge => {
-                    m.value = m.value.saturating_add(delta);
-                    Status::Ok
-                }
-                MetricKind::Histogram => Status::BadArgument,
-            },
-            Err(s) => s,
+    pub(crate) fn increment(&mut self, metric_id: u32, delta: i64) -> Result<(), Status> {
+        let m = self.get_mut(metric_id)?;
+        match m.kind {
+            MetricKind::Counter if delta < 0 => Err(Status::BadArgument),
+            MetricKind::Counter | MetricKind::Gauge => {
+                m.value = m.value.saturating_add(delta);
+                Ok(())
+            }
+            MetricKind::Histogram => Err(Status::BadArgument),
         }
     }
 
-    pub(crate) fn record(&mut self, metric_id: u32, value: u64) -> Status {
-        match self.get_mut(metric_id) {
-            Ok(m) => {
-                let signed = i64::try_from(value).unwrap_or(i64::MAX);
-                match m.kind {
-                    // Envoy adds a recorded value to a counter.
-                    MetricKind::Counter => m.value = m.value.saturating_add(signed),
-                    MetricKind::Gauge => m.value = signed,
-                    MetricKind::Histogram => m.samples.push(value),
-                }
-                Status::Ok
-            }
-            Err(s) => s,
+    pub(crate) fn record(&mut self, metric_id: u32, value: u64) -> Result<(), Status> {
+        let m = self.get_mut(metric_id)?;
+        let signed = i64::try_from(value).unwrap_or(i64::MAX);
+        match m.kind {
+            // Envoy adds a recorded value to a counter.
+            MetricKind::Counter => m.value = m.value.saturating_add(signed),
+            MetricKind::Gauge => m.value = signed,
+            MetricKind::Histogram => m.samples.push(value),
         }
+        Ok(())
     }
 
     pub(crate) fn get(&mut self, metric_id: u32) -> Result<u64, Status> {
@@ -120,14 +114,14 @@ mod tests {
         let mut m = Metrics::default();
         let c = m.define(0, "c".into()).unwrap();
         assert_eq!(m.define(0, "c".into()), Ok(c));
-        assert_eq!(m.increment(c, 2), Status::Ok);
-        assert_eq!(m.increment(c, -1), Status::BadArgument);
+        assert_eq!(m.increment(c, 2), Ok(()));
+        assert_eq!(m.increment(c, -1), Err(Status::BadArgument));
         assert_eq!(m.get(c), Ok(2));
         let h = m.define(2, "h".into()).unwrap();
-        assert_eq!(m.record(h, 7), Status::Ok);
+        assert_eq!(m.record(h, 7), Ok(()));
         assert_eq!(m.get(h), Err(Status::BadArgument));
         assert_eq!(m.all()[1].samples, vec![7]);
         assert_eq!(m.define(9, "x".into()), Err(Status::BadArgument));
-        assert_eq!(m.increment(42, 1), Status::NotFound);
+        assert_eq!(m.increment(42, 1), Err(Status::NotFound));
     }
 }

@@ -1,7 +1,6 @@
 //! One VM with one plugin (root context): lifecycle, callbacks, events,
 //! timers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use wasmtime::{Engine, Instance, InstancePre, Store, Trap, TypedFunc, WasmParams, WasmResults};
@@ -11,10 +10,11 @@ use crate::callout::{HttpCallReply, HttpCallRequest};
 use crate::error::{Error, Failure, FailureKind};
 use crate::host::{EPOCH_TICK, Limits, PluginConfig};
 use crate::imports::ProcExit;
-use crate::metrics::{Metric, Metrics};
-use crate::properties::{Properties, Value};
+use crate::memory::GuestExports;
+use crate::metrics::Metric;
+use crate::properties::Value;
 use crate::shared::Shared;
-use crate::state::{CalloutView, Event, HostState, LogRecord, MemoryCap, StreamState};
+use crate::state::{CalloutView, Direction, Event, HostState, LogRecord, StreamState};
 use crate::stream::HttpStream;
 
 type F<P, R> = Option<TypedFunc<P, R>>;
@@ -24,17 +24,13 @@ pub(crate) struct Exports {
     pub(crate) on_context_create: F<(i32, i32), ()>,
     on_vm_start: F<(i32, i32), i32>,
     on_configure: F<(i32, i32), i32>,
-    pub(crate) on_done: F<i32, i32>,
-    pub(crate) on_log: F<i32, ()>,
-    pub(crate) on_delete: F<i32, ()>,
+    on_done: F<i32, i32>,
+    on_log: F<i32, ()>,
+    on_delete: F<i32, ()>,
     on_tick: F<i32, ()>,
     on_queue_ready: F<(i32, i32), ()>,
-    pub(crate) on_request_headers: F<(i32, i32, i32), i32>,
-    pub(crate) on_request_body: F<(i32, i32, i32), i32>,
-    pub(crate) on_request_trailers: F<(i32, i32), i32>,
-    pub(crate) on_response_headers: F<(i32, i32, i32), i32>,
-    pub(crate) on_response_body: F<(i32, i32, i32), i32>,
-    pub(crate) on_response_trailers: F<(i32, i32), i32>,
+    request: StreamCallbacks,
+    response: StreamCallbacks,
     on_http_call_response: F<(i32, i32, i32, i32, i32), ()>,
     on_grpc_initial_metadata: F<(i32, i32, i32), ()>,
     on_grpc_receive: F<(i32, i32, i32), ()>,
@@ -56,7 +52,70 @@ fn export<P: WasmParams, R: WasmResults>(
     }
 }
 
+/// A stream callback: its export name and function, if exported.
+pub(crate) struct Callback<P> {
+    pub(crate) name: &'static str,
+    pub(crate) f: F<P, i32>,
+}
+
+impl<P: WasmParams> Callback<P> {
+    fn resolve(
+        instance: &Instance,
+        store: &mut Store<HostState>,
+        name: &'static str,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            name,
+            f: export(instance, store, name)?,
+        })
+    }
+}
+
+/// The callbacks of one direction of an HTTP stream.
+pub(crate) struct StreamCallbacks {
+    /// `(context, header count, end of stream)`.
+    pub(crate) headers: Callback<(i32, i32, i32)>,
+    /// `(context, buffered size, end of stream)`.
+    pub(crate) body: Callback<(i32, i32, i32)>,
+    /// `(context, trailer count)`.
+    pub(crate) trailers: Callback<(i32, i32)>,
+}
+
+impl StreamCallbacks {
+    fn resolve(
+        instance: &Instance,
+        store: &mut Store<HostState>,
+        direction: Direction,
+    ) -> Result<Self, Error> {
+        let [headers, body, trailers] = match direction {
+            Direction::Request => [
+                "proxy_on_request_headers",
+                "proxy_on_request_body",
+                "proxy_on_request_trailers",
+            ],
+            Direction::Response => [
+                "proxy_on_response_headers",
+                "proxy_on_response_body",
+                "proxy_on_response_trailers",
+            ],
+        };
+        Ok(Self {
+            headers: Callback::resolve(instance, store, headers)?,
+            body: Callback::resolve(instance, store, body)?,
+            trailers: Callback::resolve(instance, store, trailers)?,
+        })
+    }
+}
+
 impl Exports {
+    /// The stream callbacks of `direction`.
+    pub(crate) fn stream(&self, direction: Direction) -> &StreamCallbacks {
+        match direction {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
     fn resolve(instance: &Instance, store: &mut Store<HostState>) -> Result<Self, Error> {
         Ok(Self {
             on_context_create: export(instance, store, "proxy_on_context_create")?,
@@ -67,12 +126,8 @@ impl Exports {
             on_delete: export(instance, store, "proxy_on_delete")?,
             on_tick: export(instance, store, "proxy_on_tick")?,
             on_queue_ready: export(instance, store, "proxy_on_queue_ready")?,
-            on_request_headers: export(instance, store, "proxy_on_request_headers")?,
-            on_request_body: export(instance, store, "proxy_on_request_body")?,
-            on_request_trailers: export(instance, store, "proxy_on_request_trailers")?,
-            on_response_headers: export(instance, store, "proxy_on_response_headers")?,
-            on_response_body: export(instance, store, "proxy_on_response_body")?,
-            on_response_trailers: export(instance, store, "proxy_on_response_trailers")?,
+            request: StreamCallbacks::resolve(instance, store, Direction::Request)?,
+            response: StreamCallbacks::resolve(instance, store, Direction::Response)?,
             on_http_call_response: export(instance, store, "proxy_on_http_call_response")?,
             on_grpc_initial_metadata: export(
                 instance,
@@ -94,7 +149,7 @@ impl Exports {
 /// it. Streams go through it one at a time; its logs, metrics and clock
 /// are its own.
 pub struct Plugin {
-    pub(crate) store: Store<HostState>,
+    store: Store<HostState>,
     pub(crate) exports: Exports,
     pub(crate) root_id: u32,
     next_context: u32,
@@ -120,59 +175,14 @@ impl Plugin {
         vm_uid: u64,
         config: PluginConfig,
     ) -> Result<Self, Error> {
-        let mut properties = Properties::new();
-        properties
-            .set("plugin_name", config.name.as_str())
-            .set("plugin_root_id", config.root_id.as_str())
-            .set("plugin_vm_id", config.vm_id.as_str());
-        properties.extend(&config.properties);
-        let state = HostState {
-            memory: None,
-            alloc: None,
-            memcap: MemoryCap {
-                cap: limits.memory_bytes,
-                hit: false,
-            },
-            rng: vm_uid,
-            vm_uid,
-            vm_id: config.vm_id.clone(),
-            vm_configuration: config.vm_configuration,
-            plugin_configuration: config.configuration,
-            root_context_id: 1,
-            current_context: 0,
-            effective_context: None,
-            config_buffer: None,
-            streams: HashMap::new(),
-            properties,
-            log_level: config.log_level,
-            logs: Vec::new(),
-            metrics: Metrics::default(),
-            now: config.time.unwrap_or_else(SystemTime::now),
-            monotonic: Duration::ZERO,
-            tick_period: None,
-            next_tick: None,
-            http_upstreams: std::sync::Arc::new(config.http_upstreams),
-            grpc_upstreams: std::sync::Arc::new(config.grpc_upstreams),
-            foreign: std::sync::Arc::new(config.foreign),
-            env: config.env,
-            shared: config.shared,
-            next_token: 0,
-            events: VecDeque::new(),
-            held_http_calls: BTreeMap::new(),
-            grpc_streams: HashMap::new(),
-            callout: CalloutView::default(),
-            foreign_args: None,
-            pending_done: None,
-            done_called: false,
-            exit_code: None,
-            access_log: false,
-        };
+        let fail_open = config.fail_open;
+        let state = HostState::new(config, vm_uid, limits.memory_bytes);
         let mut store = Store::new(engine, state);
-        store.limiter(|s| &mut s.memcap);
+        store.limiter(|s| s.limiter());
         store.epoch_deadline_trap();
         arm(&mut store, limits);
         let instance = pre.instantiate(&mut store).map_err(|e| {
-            if store.data().memcap.hit {
+            if store.data().memory_cap_hit() {
                 Error::Failed(Failure {
                     callback: "instantiate".into(),
                     kind: FailureKind::MemoryLimit(limits.memory_bytes),
@@ -189,8 +199,7 @@ impl Plugin {
             None => export::<i32, i32>(&instance, &mut store, "malloc")?
                 .ok_or(Error::MissingAllocator)?,
         };
-        store.data_mut().memory = Some(memory);
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().attach(GuestExports { memory, alloc });
         let exports = Exports::resolve(&instance, &mut store)?;
         let initialize: F<(), ()> = export(&instance, &mut store, "_initialize")?;
         let main: F<(i32, i32), i32> = export(&instance, &mut store, "main")?;
@@ -201,7 +210,7 @@ impl Plugin {
             root_id: 1,
             next_context: 2,
             failure: None,
-            fail_open: config.fail_open,
+            fail_open,
             limits: limits.clone(),
         };
         // A reactor gets `_initialize` then `main`; a command gets `_start`.
@@ -218,27 +227,31 @@ impl Plugin {
             plugin.root_id,
             (root, 0),
         )?;
-        let vm_config_len = plugin.store.data().vm_configuration.len() as i32;
-        plugin.store.data_mut().config_buffer = Some(BufferType::VmConfiguration);
+        let vm_config_len = plugin
+            .store
+            .data_mut()
+            .open_config(BufferType::VmConfiguration) as i32;
         let started = plugin.call(
             "proxy_on_vm_start",
             plugin.exports.on_vm_start.clone(),
             plugin.root_id,
             (root, vm_config_len),
         );
-        plugin.store.data_mut().config_buffer = None;
+        plugin.store.data_mut().close_config();
         if started? == Some(0) {
             return Err(Error::VmStartRejected);
         }
-        let config_len = plugin.store.data().plugin_configuration.len() as i32;
-        plugin.store.data_mut().config_buffer = Some(BufferType::PluginConfiguration);
+        let config_len = plugin
+            .store
+            .data_mut()
+            .open_config(BufferType::PluginConfiguration) as i32;
         let configured = plugin.call(
             "proxy_on_configure",
             plugin.exports.on_configure.clone(),
             plugin.root_id,
             (root, config_len),
         );
-        plugin.store.data_mut().config_buffer = None;
+        plugin.store.data_mut().close_config();
         if configured? == Some(0) {
             return Err(Error::ConfigureRejected);
         }
@@ -265,11 +278,9 @@ impl Plugin {
             return Ok(None);
         };
         arm(&mut self.store, &self.limits);
-        let s = self.store.data_mut();
-        s.current_context = context;
-        s.effective_context = None;
+        self.store.data_mut().enter(context);
         let result = f.call(&mut self.store, params);
-        self.store.data_mut().effective_context = None;
+        self.store.data_mut().clear_effective_context();
         match result {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
@@ -285,7 +296,7 @@ impl Plugin {
     }
 
     fn classify(&self, e: &wasmtime::Error) -> FailureKind {
-        if self.store.data().memcap.hit {
+        if self.store.data().memory_cap_hit() {
             return FailureKind::MemoryLimit(self.limits.memory_bytes);
         }
         if let Some(exit) = e.downcast_ref::<ProcExit>() {
@@ -314,8 +325,7 @@ impl Plugin {
             if self.failure.is_some() {
                 return;
             }
-            let s = self.store.data();
-            for (ctx, queue) in s.shared.take_notifications(s.vm_uid) {
+            for (ctx, queue) in self.store.data().take_queue_notifications() {
                 let _ = self.call(
                     "proxy_on_queue_ready",
                     self.exports.on_queue_ready.clone(),
@@ -323,7 +333,7 @@ impl Plugin {
                     (ctx as i32, queue as i32),
                 );
             }
-            let Some(event) = self.store.data_mut().events.pop_front() else {
+            let Some(event) = self.store.data_mut().next_event() else {
                 return;
             };
             match event {
@@ -332,19 +342,9 @@ impl Plugin {
                         Some(r) => (r.header_map().len(), r.body.len(), r.trailers.len()),
                         None => (0, 0, 0),
                     };
-                    let s = self.store.data_mut();
-                    s.callout = match response {
-                        Some(r) => CalloutView {
-                            headers: Some(r.header_map()),
-                            body: Some(r.body),
-                            trailers: Some(r.trailers),
-                            status: (0, String::new()),
-                        },
-                        None => CalloutView {
-                            status: (14, "reset".into()),
-                            ..CalloutView::default()
-                        },
-                    };
+                    self.store
+                        .data_mut()
+                        .show_callout(CalloutView::http(response));
                     let _ = self.call(
                         "proxy_on_http_call_response",
                         self.exports.on_http_call_response.clone(),
@@ -365,10 +365,9 @@ impl Plugin {
                         if reply.status == 0 {
                             let message = reply.messages.concat();
                             let n = message.len() as i32;
-                            self.store.data_mut().callout = CalloutView {
-                                body: Some(message),
-                                ..CalloutView::default()
-                            };
+                            self.store
+                                .data_mut()
+                                .show_callout(CalloutView::message(message));
                             let _ = self.call(
                                 "proxy_on_grpc_receive",
                                 self.exports.on_grpc_receive.clone(),
@@ -376,10 +375,10 @@ impl Plugin {
                                 (root_arg, token, n),
                             );
                         } else {
-                            self.store.data_mut().callout = CalloutView {
-                                status: (reply.status, reply.status_message.clone()),
-                                ..CalloutView::default()
-                            };
+                            self.store.data_mut().show_callout(CalloutView::status(
+                                reply.status,
+                                reply.status_message.clone(),
+                            ));
                             let _ = self.call(
                                 "proxy_on_grpc_close",
                                 self.exports.on_grpc_close.clone(),
@@ -387,15 +386,16 @@ impl Plugin {
                                 (root_arg, token, reply.status as i32),
                             );
                         }
-                        self.store.data_mut().callout = CalloutView::default();
+                        self.store.data_mut().show_callout(CalloutView::default());
                         continue;
                     }
                     if !reply.initial_metadata.is_empty() {
                         let n = reply.initial_metadata.len() as i32;
-                        self.store.data_mut().callout = CalloutView {
-                            headers: Some(reply.initial_metadata.clone()),
-                            ..CalloutView::default()
-                        };
+                        self.store
+                            .data_mut()
+                            .show_callout(CalloutView::initial_metadata(
+                                reply.initial_metadata.clone(),
+                            ));
                         let _ = self.call(
                             "proxy_on_grpc_receive_initial_metadata",
                             self.exports.on_grpc_initial_metadata.clone(),
@@ -405,10 +405,9 @@ impl Plugin {
                     }
                     for message in &reply.messages {
                         let n = message.len() as i32;
-                        self.store.data_mut().callout = CalloutView {
-                            body: Some(message.clone()),
-                            ..CalloutView::default()
-                        };
+                        self.store
+                            .data_mut()
+                            .show_callout(CalloutView::message(message.clone()));
                         let _ = self.call(
                             "proxy_on_grpc_receive",
                             self.exports.on_grpc_receive.clone(),
@@ -419,10 +418,11 @@ impl Plugin {
                     if close {
                         if !reply.trailing_metadata.is_empty() {
                             let n = reply.trailing_metadata.len() as i32;
-                            self.store.data_mut().callout = CalloutView {
-                                trailers: Some(reply.trailing_metadata.clone()),
-                                ..CalloutView::default()
-                            };
+                            self.store
+                                .data_mut()
+                                .show_callout(CalloutView::trailing_metadata(
+                                    reply.trailing_metadata.clone(),
+                                ));
                             let _ = self.call(
                                 "proxy_on_grpc_receive_trailing_metadata",
                                 self.exports.on_grpc_trailing_metadata.clone(),
@@ -430,10 +430,10 @@ impl Plugin {
                                 (root_arg, token, n),
                             );
                         }
-                        self.store.data_mut().callout = CalloutView {
-                            status: (reply.status, reply.status_message.clone()),
-                            ..CalloutView::default()
-                        };
+                        self.store.data_mut().show_callout(CalloutView::status(
+                            reply.status,
+                            reply.status_message.clone(),
+                        ));
                         let _ = self.call(
                             "proxy_on_grpc_close",
                             self.exports.on_grpc_close.clone(),
@@ -443,7 +443,7 @@ impl Plugin {
                     }
                 }
             }
-            self.store.data_mut().callout = CalloutView::default();
+            self.store.data_mut().show_callout(CalloutView::default());
         }
     }
 
@@ -461,12 +461,12 @@ impl Plugin {
 
     /// Everything the filter logged so far.
     pub fn logs(&self) -> &[LogRecord] {
-        &self.store.data().logs
+        self.store.data().logs()
     }
 
     /// Removes and returns the captured logs.
     pub fn take_logs(&mut self) -> Vec<LogRecord> {
-        std::mem::take(&mut self.store.data_mut().logs)
+        self.store.data_mut().take_logs()
     }
 
     /// The messages logged at `level`.
@@ -480,7 +480,7 @@ impl Plugin {
 
     /// Every metric the filter defined.
     pub fn metrics(&self) -> &[Metric] {
-        self.store.data().metrics.all()
+        self.store.data().metrics()
     }
 
     /// The metric named `name`.
@@ -505,31 +505,19 @@ impl Plugin {
 
     /// The virtual wall clock.
     pub fn now(&self) -> SystemTime {
-        self.store.data().now
+        self.store.data().now()
     }
 
     /// The tick period the filter set, if any.
     pub fn tick_period(&self) -> Option<Duration> {
-        self.store.data().tick_period
+        self.store.data().tick_period()
     }
 
     /// Moves the virtual clock forward, calling `proxy_on_tick` for every
     /// tick that falls due, then delivering what the ticks started.
     pub fn advance(&mut self, by: Duration) {
-        let target = self.store.data().monotonic + by;
-        loop {
-            let s = self.store.data_mut();
-            let due = match (s.next_tick, s.tick_period) {
-                (Some(next), Some(period)) if next <= target => Some((next, period)),
-                _ => None,
-            };
-            let Some((next, period)) = due else {
-                break;
-            };
-            let step = next.saturating_sub(s.monotonic);
-            s.monotonic = next;
-            s.now += step;
-            s.next_tick = Some(next + period);
+        let target = self.store.data().monotonic() + by;
+        while self.store.data_mut().tick_due(target) {
             let root = self.root_id;
             if self
                 .call(
@@ -544,28 +532,19 @@ impl Plugin {
             }
             self.drain_events();
         }
-        let s = self.store.data_mut();
-        let step = target.saturating_sub(s.monotonic);
-        s.monotonic = target;
-        s.now += step;
+        self.store.data_mut().advance_clock_to(target);
         self.drain_events();
     }
 
     /// HTTP callouts a test upstream answered with
     /// [`HttpCallReply::Pending`], by token.
     pub fn pending_http_calls(&self) -> Vec<(u32, HttpCallRequest)> {
-        self.store
-            .data()
-            .held_http_calls
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
+        self.store.data().pending_http_calls()
     }
 
     /// Answers a pending HTTP callout and delivers the answer.
     pub fn complete_http_call(&mut self, token: u32, reply: HttpCallReply) -> Result<(), Error> {
-        let s = self.store.data_mut();
-        if s.held_http_calls.remove(&token).is_none() {
+        if !self.store.data_mut().release_http_call(token) {
             return Err(Error::Usage("no pending http call with this token"));
         }
         let response = match reply {
@@ -573,7 +552,9 @@ impl Plugin {
             HttpCallReply::Failure => None,
             HttpCallReply::Pending => return Err(Error::Usage("a completion cannot be pending")),
         };
-        s.events.push_back(Event::HttpResponse { token, response });
+        self.store
+            .data_mut()
+            .push_event(Event::HttpResponse { token, response });
         self.drain_events();
         Ok(())
     }
@@ -586,12 +567,15 @@ impl Plugin {
 
     /// The shared data and queues this VM uses.
     pub fn shared(&self) -> &Shared {
-        &self.store.data().shared
+        self.store.data().shared()
     }
 
     /// Sets a plugin-level property.
     pub fn set_property(&mut self, name: &str, value: impl Into<Value>) {
-        self.store.data_mut().properties.set(name, value);
+        self.store
+            .data_mut()
+            .plugin_properties_mut()
+            .set(name, value);
     }
 
     /// Ends the plugin as Envoy does on a configuration change:
@@ -600,23 +584,23 @@ impl Plugin {
     /// and `proxy_on_delete`. Returns whether the root context finished.
     pub fn shutdown(&mut self) -> Result<bool, Error> {
         let root = self.root_id;
-        self.store.data_mut().pending_done = Some(root);
+        self.store.data_mut().expect_done(Some(root));
         let done = self.call(
             "proxy_on_done",
             self.exports.on_done.clone(),
             root,
             root as i32,
         )?;
-        let finished = done.is_none_or(|d| d != 0) || self.store.data().done_called;
+        let finished = done.is_none_or(|d| d != 0) || self.store.data().done_called();
         if !finished {
             // The filter may finish its work (callouts, queues) and call
             // `proxy_done` from their callbacks.
             self.drain_events();
-            if !self.store.data().done_called {
+            if !self.store.data().done_called() {
                 return Ok(false);
             }
         }
-        self.store.data_mut().pending_done = None;
+        self.store.data_mut().expect_done(None);
         self.call(
             "proxy_on_log",
             self.exports.on_log.clone(),
@@ -632,8 +616,26 @@ impl Plugin {
         Ok(true)
     }
 
+    /// Ends stream `id` as Envoy does: `proxy_on_done`, then
+    /// `proxy_on_log` (access logs, which see missing maps as
+    /// `NOT_FOUND`), then `proxy_on_delete`. A failure is recorded on the
+    /// plugin.
+    pub(crate) fn end_stream(&mut self, id: u32) {
+        let arg = id as i32;
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
+        self.store.data_mut().set_access_log(true);
+        let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
+        self.store.data_mut().set_access_log(false);
+        let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
+    }
+
+    /// Forgets stream `id`, returning its last state.
+    pub(crate) fn remove_stream(&mut self, id: u32) -> Option<StreamState> {
+        self.store.data_mut().remove_stream(id)
+    }
+
     pub(crate) fn stream_state(&mut self, id: u32) -> &mut StreamState {
-        self.store.data_mut().streams.entry(id).or_default()
+        self.store.data_mut().stream_state(id)
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::callout::{HttpCallReply, HttpCallRequest};
 use crate::error::Failure;
 use crate::http::{End, Exchange, Headers, LocalReply, Message, Request, Response, lower};
-use crate::plugin::Plugin;
+use crate::plugin::{Callback, Plugin, StreamCallbacks};
+use crate::state::Direction::{self, Request as Req, Response as Resp};
 
 /// What happened to the data just given to the stream, once the callback
 /// returned and every callout it started was answered.
@@ -28,21 +29,28 @@ pub enum Step {
 pub struct HttpStream<'p> {
     plugin: &'p mut Plugin,
     id: u32,
-    request_paused: bool,
-    response_paused: bool,
-    request_ended: bool,
-    response_ended: bool,
-    upstream: Option<Message>,
-    upstream_headers_sent: bool,
-    upstream_complete: bool,
-    downstream: Option<(Headers, Vec<u8>, Headers)>,
-    downstream_headers_sent: bool,
-    downstream_complete: bool,
+    request: Flow,
+    response: Flow,
     local_reply: Option<LocalReply>,
     end: Option<End>,
     bypass: bool,
     failure: Option<Failure>,
     finished: bool,
+}
+
+/// One direction's progress through the filter: the request toward the
+/// upstream, the response toward the downstream.
+#[derive(Debug, Default)]
+struct Flow {
+    /// The filter holds this direction.
+    paused: bool,
+    /// The peer sent the end of this direction.
+    ended: bool,
+    /// What passed the filter so far.
+    out: Message,
+    headers_sent: bool,
+    /// Everything, up to the end, passed the filter.
+    complete: bool,
 }
 
 impl std::fmt::Debug for HttpStream<'_> {
@@ -70,16 +78,8 @@ impl<'p> HttpStream<'p> {
         let mut stream = Self {
             plugin,
             id,
-            request_paused: false,
-            response_paused: false,
-            request_ended: false,
-            response_ended: false,
-            upstream: None,
-            upstream_headers_sent: false,
-            upstream_complete: false,
-            downstream: None,
-            downstream_headers_sent: false,
-            downstream_complete: false,
+            request: Flow::default(),
+            response: Flow::default(),
             local_reply: None,
             end: None,
             bypass: false,
@@ -104,7 +104,7 @@ impl<'p> HttpStream<'p> {
     pub fn set_property(&mut self, name: &str, value: impl Into<crate::properties::Value>) {
         self.plugin
             .stream_state(self.id)
-            .properties
+            .properties_mut()
             .set(name, value);
     }
 
@@ -112,113 +112,97 @@ impl<'p> HttpStream<'p> {
         self.end.is_some()
     }
 
+    fn flow(&mut self, direction: Direction) -> &mut Flow {
+        match direction {
+            Req => &mut self.request,
+            Resp => &mut self.response,
+        }
+    }
+
     /// Delivers request headers (`proxy_on_request_headers`).
     pub fn request_headers(&mut self, headers: Headers, end_of_stream: bool) -> Step {
-        if self.over() {
-            return Step::Ended;
-        }
-        let headers = lower(headers);
-        let n = headers.len() as i32;
-        self.plugin.stream_state(self.id).request_headers = Some(headers);
-        self.request_ended = end_of_stream;
-        let f = self.plugin.exports.on_request_headers.clone();
-        let action = self.run(
-            "proxy_on_request_headers",
-            f,
-            (self.id as i32, n, i32::from(end_of_stream)),
-        );
-        self.request_paused = action != Some(0);
-        self.settle()
+        self.headers(Req, headers, end_of_stream)
     }
 
     /// Delivers a request body chunk (`proxy_on_request_body`). While the
     /// filter pauses, chunks accumulate and it sees the buffered total.
     pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
-        if self.over() {
-            return Step::Ended;
-        }
-        let state = self.plugin.stream_state(self.id);
-        let body = state.request_body.get_or_insert_with(Vec::new);
-        body.extend_from_slice(chunk);
-        let size = body.len() as i32;
-        self.request_ended = end_of_stream;
-        let f = self.plugin.exports.on_request_body.clone();
-        let action = self.run(
-            "proxy_on_request_body",
-            f,
-            (self.id as i32, size, i32::from(end_of_stream)),
-        );
-        self.request_paused = action != Some(0);
-        self.settle()
+        self.body(Req, chunk, end_of_stream)
     }
 
     /// Delivers request trailers (`proxy_on_request_trailers`); they end
     /// the request.
     pub fn request_trailers(&mut self, trailers: Headers) -> Step {
-        if self.over() {
-            return Step::Ended;
-        }
-        let trailers = lower(trailers);
-        let n = trailers.len() as i32;
-        self.plugin.stream_state(self.id).request_trailers = Some(trailers);
-        self.request_ended = true;
-        let f = self.plugin.exports.on_request_trailers.clone();
-        let action = self.run("proxy_on_request_trailers", f, (self.id as i32, n));
-        self.request_paused = action != Some(0);
-        self.settle()
+        self.trailers(Req, trailers)
     }
 
     /// Delivers response headers, including `:status`.
     pub fn response_headers(&mut self, headers: Headers, end_of_stream: bool) -> Step {
+        self.headers(Resp, headers, end_of_stream)
+    }
+
+    /// Delivers a response body chunk.
+    pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
+        self.body(Resp, chunk, end_of_stream)
+    }
+
+    /// Delivers response trailers; they end the response.
+    pub fn response_trailers(&mut self, trailers: Headers) -> Step {
+        self.trailers(Resp, trailers)
+    }
+
+    fn headers(&mut self, direction: Direction, headers: Headers, end_of_stream: bool) -> Step {
         if self.over() {
             return Step::Ended;
         }
         let headers = lower(headers);
         let n = headers.len() as i32;
-        self.plugin.stream_state(self.id).response_headers = Some(headers);
-        self.response_ended = end_of_stream;
-        let f = self.plugin.exports.on_response_headers.clone();
-        let action = self.run(
-            "proxy_on_response_headers",
-            f,
-            (self.id as i32, n, i32::from(end_of_stream)),
-        );
-        self.response_paused = action != Some(0);
-        self.settle()
+        self.plugin
+            .stream_state(self.id)
+            .set_headers(direction, Some(headers));
+        let params = (self.id as i32, n, i32::from(end_of_stream));
+        self.deliver(direction, end_of_stream, |c| &c.headers, params)
     }
 
-    /// Delivers a response body chunk.
-    pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
+    fn body(&mut self, direction: Direction, chunk: &[u8], end_of_stream: bool) -> Step {
         if self.over() {
             return Step::Ended;
         }
-        let state = self.plugin.stream_state(self.id);
-        let body = state.response_body.get_or_insert_with(Vec::new);
-        body.extend_from_slice(chunk);
-        let size = body.len() as i32;
-        self.response_ended = end_of_stream;
-        let f = self.plugin.exports.on_response_body.clone();
-        let action = self.run(
-            "proxy_on_response_body",
-            f,
-            (self.id as i32, size, i32::from(end_of_stream)),
-        );
-        self.response_paused = action != Some(0);
-        self.settle()
+        let size = self
+            .plugin
+            .stream_state(self.id)
+            .append_body(direction, chunk) as i32;
+        let params = (self.id as i32, size, i32::from(end_of_stream));
+        self.deliver(direction, end_of_stream, |c| &c.body, params)
     }
 
-    /// Delivers response trailers; they end the response.
-    pub fn response_trailers(&mut self, trailers: Headers) -> Step {
+    fn trailers(&mut self, direction: Direction, trailers: Headers) -> Step {
         if self.over() {
             return Step::Ended;
         }
         let trailers = lower(trailers);
         let n = trailers.len() as i32;
-        self.plugin.stream_state(self.id).response_trailers = Some(trailers);
-        self.response_ended = true;
-        let f = self.plugin.exports.on_response_trailers.clone();
-        let action = self.run("proxy_on_response_trailers", f, (self.id as i32, n));
-        self.response_paused = action != Some(0);
+        self.plugin
+            .stream_state(self.id)
+            .set_trailers(direction, Some(trailers));
+        let params = (self.id as i32, n);
+        self.deliver(direction, true, |c| &c.trailers, params)
+    }
+
+    /// Runs the stream callback `pick` of `direction` on what was just
+    /// stored for the filter, then applies what it asked for.
+    fn deliver<P: wasmtime::WasmParams>(
+        &mut self,
+        direction: Direction,
+        ended: bool,
+        pick: fn(&StreamCallbacks) -> &Callback<P>,
+        params: P,
+    ) -> Step {
+        self.flow(direction).ended = ended;
+        let callback = pick(self.plugin.exports.stream(direction));
+        let callback = (callback.name, callback.f.clone());
+        let action = self.run(callback, params);
+        self.flow(direction).paused = action != Some(0);
         self.settle()
     }
 
@@ -226,8 +210,7 @@ impl<'p> HttpStream<'p> {
     /// VM failed; failure is turned into fail-open or fail-closed here.
     fn run<P: wasmtime::WasmParams>(
         &mut self,
-        name: &str,
-        f: Option<wasmtime::TypedFunc<P, i32>>,
+        (name, f): (&str, Option<wasmtime::TypedFunc<P, i32>>),
         params: P,
     ) -> Option<i32> {
         if self.bypass {
@@ -249,7 +232,7 @@ impl<'p> HttpStream<'p> {
     }
 
     fn fail_closed(&mut self) {
-        if self.downstream_headers_sent {
+        if self.response.headers_sent {
             self.end = Some(End::Reset);
             return;
         }
@@ -260,10 +243,13 @@ impl<'p> HttpStream<'p> {
             headers: Vec::new(),
             body: Vec::new(),
         };
-        self.local_reply = Some(reply.clone());
-        self.downstream = Some((local_reply_headers(&reply), Vec::new(), Vec::new()));
-        self.downstream_headers_sent = true;
-        self.downstream_complete = true;
+        self.response.out = Message {
+            headers: local_reply_headers(&reply),
+            ..Message::default()
+        };
+        self.local_reply = Some(reply);
+        self.response.headers_sent = true;
+        self.response.complete = true;
         self.end = Some(End::Completed);
     }
 
@@ -281,33 +267,31 @@ impl<'p> HttpStream<'p> {
             self.failure = Some(failure);
             if self.plugin.fail_open {
                 self.bypass = true;
-                self.request_paused = false;
-                self.response_paused = false;
+                self.request.paused = false;
+                self.response.paused = false;
             } else {
                 self.fail_closed();
                 return self.step();
             }
         }
         let state = self.plugin.stream_state(self.id);
-        if state.reset {
+        if state.is_reset() {
             self.end = Some(End::Reset);
             return Step::Reset;
         }
-        if let Some(reply) = state.local_reply.take() {
+        if let Some(reply) = state.take_local_reply() {
             self.send_local_reply(reply);
             return Step::LocalReply;
         }
-        if std::mem::take(&mut state.resume_request) {
-            self.request_paused = false;
+        for direction in [Req, Resp] {
+            if self.plugin.stream_state(self.id).take_resume(direction) {
+                self.flow(direction).paused = false;
+            }
         }
-        if std::mem::take(&mut state.resume_response) {
-            self.response_paused = false;
-        }
-        if !self.request_paused {
-            self.flush_request();
-        }
-        if !self.response_paused {
-            self.flush_response();
+        for direction in [Req, Resp] {
+            if !self.flow(direction).paused {
+                self.flush(direction);
+            }
         }
         self.step()
     }
@@ -317,70 +301,39 @@ impl<'p> HttpStream<'p> {
             Some(End::Reset) => Step::Reset,
             Some(_) if self.local_reply.is_some() => Step::LocalReply,
             Some(_) => Step::Ended,
-            None if self.request_paused && !self.upstream_complete => Step::Pause,
-            None if self.response_paused => Step::Pause,
+            None if self.request.paused && !self.request.complete => Step::Pause,
+            None if self.response.paused => Step::Pause,
             None => Step::Continue,
         }
     }
 
-    fn flush_request(&mut self) {
-        let state = self
-            .plugin
-            .store
-            .data_mut()
-            .streams
-            .entry(self.id)
-            .or_default();
-        let Some(headers) = state.request_headers.clone() else {
+    /// Passes what the filter let through in `direction` on: the headers
+    /// once, the buffered body, the trailers once. The end of the response
+    /// ends the stream.
+    fn flush(&mut self, direction: Direction) {
+        let state = self.plugin.stream_state(self.id);
+        let Some(headers) = state.headers(direction).cloned() else {
             return;
         };
-        let upstream = self.upstream.get_or_insert_with(Message::default);
-        if !self.upstream_headers_sent {
-            upstream.headers = headers;
-            self.upstream_headers_sent = true;
-        }
-        if let Some(body) = state.request_body.as_mut() {
-            upstream.body.append(body);
-        }
-        if let Some(trailers) = &state.request_trailers
-            && upstream.trailers.is_empty()
-        {
-            upstream.trailers = trailers.clone();
-        }
-        if self.request_ended {
-            self.upstream_complete = true;
-        }
-    }
-
-    fn flush_response(&mut self) {
-        let state = self
-            .plugin
-            .store
-            .data_mut()
-            .streams
-            .entry(self.id)
-            .or_default();
-        let Some(headers) = state.response_headers.clone() else {
-            return;
+        let flow = match direction {
+            Req => &mut self.request,
+            Resp => &mut self.response,
         };
-        let downstream = self
-            .downstream
-            .get_or_insert_with(|| (Vec::new(), Vec::new(), Vec::new()));
-        if !self.downstream_headers_sent {
-            downstream.0 = headers;
-            self.downstream_headers_sent = true;
+        if !flow.headers_sent {
+            flow.out.headers = headers;
+            flow.headers_sent = true;
         }
-        if let Some(body) = state.response_body.as_mut() {
-            downstream.1.append(body);
-        }
-        if let Some(trailers) = &state.response_trailers
-            && downstream.2.is_empty()
+        state.drain_body_into(direction, &mut flow.out.body);
+        if let Some(trailers) = state.trailers(direction)
+            && flow.out.trailers.is_empty()
         {
-            downstream.2 = trailers.clone();
+            flow.out.trailers = trailers.clone();
         }
-        if self.response_ended {
-            self.downstream_complete = true;
-            self.end = Some(End::Completed);
+        if flow.ended {
+            flow.complete = true;
+            if direction == Resp {
+                self.end = Some(End::Completed);
+            }
         }
     }
 
@@ -391,50 +344,52 @@ impl<'p> HttpStream<'p> {
     fn send_local_reply(&mut self, reply: LocalReply) {
         self.local_reply = Some(reply.clone());
         let headers = local_reply_headers(&reply);
-        if self.downstream_headers_sent {
+        if self.response.headers_sent {
             self.end = Some(End::Reset);
             return;
         }
         let id = self.id as i32;
         let state = self.plugin.stream_state(self.id);
-        let started = state.response_headers.is_some();
-        state.sending_local_reply = true;
-        state.response_headers = Some(headers.clone());
-        state.response_body = None;
-        state.response_trailers = None;
-        let mut out = (headers, reply.body.clone(), Vec::new());
+        let started = state.headers(Resp).is_some();
+        state.set_sending_local_reply(true);
+        state.set_headers(Resp, Some(headers.clone()));
+        state.set_body(Resp, None);
+        state.set_trailers(Resp, None);
+        let mut out = Message {
+            headers,
+            body: reply.body.clone(),
+            trailers: Vec::new(),
+        };
         if !started && self.failure.is_none() && !self.bypass {
-            let n = out.0.len() as i32;
-            let f = self.plugin.exports.on_response_headers.clone();
+            let n = out.headers.len() as i32;
             let eos = i32::from(reply.body.is_empty());
-            if self
-                .plugin
-                .call("proxy_on_response_headers", f, self.id, (id, n, eos))
-                .is_ok()
-            {
+            let Callback { name, f } = &self.plugin.exports.stream(Resp).headers;
+            let (name, f) = (*name, f.clone());
+            if self.plugin.call(name, f, self.id, (id, n, eos)).is_ok() {
                 if !reply.body.is_empty() {
-                    self.plugin.stream_state(self.id).response_body = Some(reply.body.clone());
-                    let f = self.plugin.exports.on_response_body.clone();
+                    self.plugin
+                        .stream_state(self.id)
+                        .set_body(Resp, Some(reply.body.clone()));
+                    let Callback { name, f } = &self.plugin.exports.stream(Resp).body;
+                    let (name, f) = (*name, f.clone());
                     let size = reply.body.len() as i32;
-                    let _ = self
-                        .plugin
-                        .call("proxy_on_response_body", f, self.id, (id, size, 1));
+                    let _ = self.plugin.call(name, f, self.id, (id, size, 1));
                 }
                 let state = self.plugin.stream_state(self.id);
-                if let Some(h) = &state.response_headers {
-                    out.0 = h.clone();
+                if let Some(h) = state.headers(Resp) {
+                    out.headers = h.clone();
                 }
-                if let Some(b) = &state.response_body {
-                    out.1 = b.clone();
+                if let Some(b) = state.body(Resp) {
+                    out.body = b.clone();
                 }
             }
         }
         let state = self.plugin.stream_state(self.id);
-        state.sending_local_reply = false;
-        state.local_reply = None;
-        self.downstream = Some(out);
-        self.downstream_headers_sent = true;
-        self.downstream_complete = true;
+        state.set_sending_local_reply(false);
+        state.take_local_reply();
+        self.response.out = out;
+        self.response.headers_sent = true;
+        self.response.complete = true;
         self.end = Some(End::Completed);
     }
 
@@ -461,7 +416,7 @@ impl<'p> HttpStream<'p> {
 
     /// True once the whole request reached the upstream.
     pub fn request_complete(&self) -> bool {
-        self.upstream_complete
+        self.request.complete
     }
 
     /// Ends the stream (`proxy_on_done`, `proxy_on_log`, `proxy_on_delete`)
@@ -473,30 +428,28 @@ impl<'p> HttpStream<'p> {
     fn finish_inner(&mut self) -> Exchange {
         if !self.finished {
             self.finished = true;
-            let id = self.id as i32;
             if self.failure.is_none() && !self.bypass {
-                let p = &mut *self.plugin;
-                let _ = p.call("proxy_on_done", p.exports.on_done.clone(), self.id, id);
-                p.store.data_mut().access_log = true;
-                let _ = p.call("proxy_on_log", p.exports.on_log.clone(), self.id, id);
-                p.store.data_mut().access_log = false;
-                let _ = p.call("proxy_on_delete", p.exports.on_delete.clone(), self.id, id);
+                self.plugin.end_stream(self.id);
             }
         }
         let route_cache_cleared = self
             .plugin
-            .store
-            .data_mut()
-            .streams
-            .remove(&self.id)
-            .is_some_and(|s| s.route_cache_cleared);
+            .remove_stream(self.id)
+            .is_some_and(|s| s.route_cache_cleared());
         let end = self.end.unwrap_or(End::Stalled);
-        let response = match (end, &self.downstream) {
-            (End::Completed, Some((h, b, t))) => Some(Response::from_map(h, b.clone(), t.clone())),
+        let response = match end {
+            End::Completed if self.response.headers_sent => {
+                let out = &self.response.out;
+                Some(Response::from_map(
+                    &out.headers,
+                    out.body.clone(),
+                    out.trailers.clone(),
+                ))
+            }
             _ => None,
         };
         Exchange {
-            upstream_request: self.upstream.clone().filter(|_| self.upstream_headers_sent),
+            upstream_request: Some(self.request.out.clone()).filter(|_| self.request.headers_sent),
             response,
             local_reply: self.local_reply.clone(),
             end,
@@ -519,7 +472,7 @@ impl<'p> HttpStream<'p> {
         if has_trailers {
             s.request_trailers(request.trailers);
         }
-        if !s.over() && s.upstream_complete {
+        if !s.over() && s.request.complete {
             let r = request.upstream;
             let has_trailers = !r.trailers.is_empty();
             s.response_headers(r.header_map(), r.body.is_empty() && !has_trailers);

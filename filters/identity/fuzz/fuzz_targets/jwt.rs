@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use meshward_identity::{AuthnConfig, PeerFacts, authenticate, peek_jwt};
+use meshward_identity::fuzzing::peek_jwt;
+use meshward_identity::{AuthnConfig, PeerFacts, authenticate};
 
 // A P-256 key from RFC 7515's ES256 example (public part only): no token the
 // fuzzer can make is signed by it.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshward_identity::X509Svid;
+use meshward_identity::fuzzing::X509Svid;
 
 fuzz_target!(|data: &[u8]| {
     let _ = X509Svid::from_pem(data);

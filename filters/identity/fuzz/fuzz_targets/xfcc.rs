@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshward_identity::{XfccKey, parse_xfcc, select_trusted};
+use meshward_identity::fuzzing::{X509Svid, XfccKey, parse_xfcc, select_trusted};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(e) = select_trusted(&elements, hops) {
             let _ = e.get(XfccKey::Uri);
             if let Some(cert) = e.get(XfccKey::Cert) {
-                let _ = meshward_identity::X509Svid::from_url_encoded_pem(cert);
+                let _ = X509Svid::from_url_encoded_pem(cert);
             }
         }
     }

@@ -2,7 +2,12 @@
 #![allow(clippy::cloned_ref_to_slice_refs, clippy::type_complexity)]
 
 use super::*;
+use crate::bundle::BundleError;
+use crate::jwt::JwtError;
+use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 use crate::testing::{Ca, DAY, LeafSpec, NOW, TokenKey, WORKLOAD, forged, pem, url_encode};
+use crate::x509_svid::SvidError;
+use crate::xfcc::{TooFewElements, XfccError};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
@@ -193,14 +198,18 @@ fn mtls_certificate_validation() {
 
 // ---- XFCC ----
 
+/// The front proxy every XFCC configuration here trusts.
+const PROXY: &str = "spiffe://example.org/ns/edge/sa/gw";
+
+/// A request forwarded by [`PROXY`] over mTLS.
 fn xfcc(header: &str) -> PeerFacts {
-    with_header(PeerFacts::default(), XFCC_HEADER, header)
+    with_header(mtls(PROXY), XFCC_HEADER, header)
 }
 
 #[test]
 fn xfcc_uri_with_trusted_hops() {
     let c = config(
-        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 1}}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": ["spiffe://example.org/ns/edge/*"]}}}"#,
     );
     assert_eq!(c.request_headers(), [XFCC_HEADER]);
     let h = "URI=spiffe://example.org/ns/forged/sa/x,By=spiffe://example.org/gw;URI=spiffe://example.org/ns/a/sa/b";
@@ -209,14 +218,14 @@ fn xfcc_uri_with_trusted_hops() {
         "spiffe://example.org/ns/a/sa/b"
     );
     let c2 = config(
-        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 2}}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 2, "trusted_proxies": ["spiffe://example.org/ns/edge/*"]}}}"#,
     );
     assert_eq!(
         authenticate(&c2, &xfcc(h), NOW).unwrap().peer.as_str(),
         "spiffe://example.org/ns/forged/sa/x"
     );
     let c3 = config(
-        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 3}}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 3, "trusted_proxies": ["spiffe://example.org/ns/edge/*"]}}}"#,
     );
     assert_eq!(
         code(authenticate(&c3, &xfcc(h), NOW)),
@@ -224,7 +233,7 @@ fn xfcc_uri_with_trusted_hops() {
     );
 
     assert_eq!(
-        authenticate(&c, &PeerFacts::default(), NOW).unwrap_err(),
+        authenticate(&c, &mtls(PROXY), NOW).unwrap_err(),
         Denial::NoPeerIdentity
     );
     assert_eq!(
@@ -258,9 +267,9 @@ fn xfcc_uri_with_trusted_hops() {
         "URI=spiffe://example.org/b",
     );
     assert_eq!(code(authenticate(&c, &twice, NOW)), "duplicate_header");
-    // An mTLS peer's own SAN is not used for XFCC.
+    // The proxy's own SAN is not the peer's identity.
     assert_eq!(
-        authenticate(&c, &mtls(WORKLOAD), NOW).unwrap_err(),
+        authenticate(&c, &mtls(PROXY), NOW).unwrap_err(),
         Denial::NoPeerIdentity
     );
 }
@@ -287,8 +296,13 @@ fn xfcc_trusted_proxies() {
         )),
         "untrusted_proxy"
     );
+    let plain = with_header(
+        PeerFacts::default(),
+        XFCC_HEADER,
+        "URI=spiffe://example.org/ns/a/sa/b",
+    );
     assert_eq!(
-        authenticate(&c, &xfcc("URI=spiffe://example.org/ns/a/sa/b"), NOW).unwrap_err(),
+        authenticate(&c, &plain, NOW).unwrap_err(),
         Denial::UntrustedProxy(None)
     );
 }
@@ -296,7 +310,7 @@ fn xfcc_trusted_proxies() {
 fn xfcc_cert_config(verify: bool) -> AuthnConfig {
     config_v(json!({
         "allowed_trust_domains": ["example.org"],
-        "source": {"xfcc": {"trusted_hops": 1, "require_cert": true, "verify_chain": verify, "clock_skew_secs": 0}},
+        "source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": [PROXY], "require_cert": true, "verify_chain": verify, "clock_skew_secs": 0}},
         "trust_bundles": {"example.org": {"keys": [CA.with(|c| c.bundle_key())]}},
     }))
 }
@@ -396,7 +410,7 @@ fn xfcc_certificates() {
     // A trust domain without a bundle.
     let other = config_v(json!({
         "allowed_trust_domains": ["example.org", "other.org"],
-        "source": {"xfcc": {"trusted_hops": 1, "verify_chain": true}},
+        "source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": [PROXY], "verify_chain": true}},
         "trust_bundles": {"example.org": {"keys": [CA.with(|c| c.bundle_key())]}},
     }));
     let foreign = CA.with(|ca| ca.leaf(&LeafSpec::uri("spiffe://other.org/a")));
@@ -418,7 +432,7 @@ fn trust_domain_aliases() {
         "allowed_trust_domains": ["example.org"],
         "allowed_ids": ["spiffe://example.org/ns/web/*"],
         "trust_domain_aliases": {"old.example": "example.org"},
-        "source": {"xfcc": {"trusted_hops": 1, "verify_chain": true}},
+        "source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": [PROXY], "verify_chain": true}},
         "trust_bundles": {"example.org": {"keys": [CA.with(|c| c.bundle_key())]}},
     }));
     // Issued by the canonical domain's CA under the old name.
@@ -1007,9 +1021,11 @@ fn bad_configuration_is_refused() {
         base(json!({"source": "header"})),
         base(json!({"source": "xfcc"})),
         base(json!({"source": {"xfcc": {}}})),
-        base(json!({"source": {"xfcc": {"trusted_hops": 0}}})),
+        base(json!({"source": {"xfcc": {"trusted_hops": 0, "trusted_proxies": [PROXY]}}})),
         base(json!({"source": {"xfcc": {"trusted_hops": -1}}})),
-        base(json!({"source": {"xfcc": {"trusted_hops": 1, "verify_chain": true}}})),
+        base(
+            json!({"source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": [PROXY], "verify_chain": true}}}),
+        ),
         base(json!({"source": {"xfcc": {"trusted_hops": 1, "trusted_proxies": []}}})),
         base(json!({"source": {"xfcc": {"trusted_hops": 1, "trusted_hop": 2}}})),
         base(json!({"source": {"mtls": {"validate": true}}})),
@@ -1119,4 +1135,226 @@ fn forward_header_names_are_configurable_and_checked() {
             "accepted {bad}"
         );
     }
+}
+
+// ---- configurations are built only through their checks ----
+
+#[test]
+fn xfcc_requires_trusted_proxies() {
+    let e = AuthnConfig::from_json(
+        br#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 1}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, AuthnConfigError::XfccWithoutTrustedProxies),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("`source.xfcc.trusted_proxies`"),
+        "{e}"
+    );
+    // And the same refusal through serde.
+    let e = serde_json::from_str::<AuthnConfig>(
+        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 1}}}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("trusted_proxies"), "{e}");
+}
+
+#[test]
+fn serde_and_from_json_agree() {
+    // What `from_json` refuses, serde refuses too: these were accepted by
+    // the derived `Deserialize` that skipped the checks.
+    for bad in [
+        r#"{"allowed_trust_domains": []}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "allowed_ids": []}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "trust_domain_aliases": {"old.example": "unlisted.org"}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "source": {"xfcc": {"trusted_hops": 0, "trusted_proxies": ["spiffe://example.org/gw"]}}}"#,
+        r#"{"allowed_trust_domains": ["example.org"], "forward": {"peer_id": "X-Upper"}}"#,
+    ] {
+        assert!(AuthnConfig::from_json(bad.as_bytes()).is_err(), "{bad}");
+        assert!(
+            serde_json::from_str::<AuthnConfig>(bad).is_err(),
+            "serde accepted {bad}"
+        );
+    }
+    // And what it accepts decides the same: the derived `Deserialize` left
+    // the aliases out of the trust-bundle set, so `old.example` was refused.
+    let json = r#"{"allowed_trust_domains": ["example.org"], "trust_domain_aliases": {"old.example": "example.org"}}"#;
+    let checked = AuthnConfig::from_json(json.as_bytes()).unwrap();
+    let via_serde: AuthnConfig = serde_json::from_str(json).unwrap();
+    for c in [&checked, &via_serde] {
+        assert_eq!(
+            authenticate(c, &mtls("spiffe://old.example/a"), NOW)
+                .unwrap()
+                .peer
+                .as_str(),
+            "spiffe://example.org/a"
+        );
+    }
+    // Nested in another configuration, as the authorization filter reads
+    // `ForwardHeaders`, the checks still run.
+    assert!(serde_json::from_str::<ForwardHeaders>(r#"{"peer_id": "X-Upper"}"#).is_err());
+    assert!(
+        serde_json::from_str::<ForwardHeaders>(r#"{"peer_id": "x-a", "jwt_claims": "x-a"}"#)
+            .is_err()
+    );
+    assert_eq!(
+        serde_json::from_str::<ForwardHeaders>("{}").unwrap(),
+        ForwardHeaders::default()
+    );
+}
+
+// ---- JWT-SVID `typ` ----
+
+#[test]
+fn jwt_svid_typ_is_jwt_or_jose() {
+    let key = TokenKey::ec("s1");
+    let c = svid_config(&key, json!({}));
+    for typ in [None, Some("JWT"), Some("JOSE"), Some("jwt")] {
+        let token = key.sign_with_typ(&svid_claims(), typ);
+        assert!(
+            authenticate(&c, &svid_facts(&token), NOW).is_ok(),
+            "typ {typ:?} refused"
+        );
+    }
+    for typ in ["at+jwt", "JWS", "", "application/jwt"] {
+        let token = key.sign_with_typ(&svid_claims(), Some(typ));
+        let d = authenticate(&c, &svid_facts(&token), NOW).unwrap_err();
+        assert_eq!(
+            d,
+            Denial::InvalidJwtSvid(JwtError::TypeNotAllowed(typ.to_owned()))
+        );
+        assert_eq!(d.code(), "jwt_svid_type_not_allowed");
+    }
+    // Not a string at all.
+    let token = forged(
+        &json!({"alg": "ES256", "kid": "s1", "typ": 7}),
+        &svid_claims(),
+        b"sig",
+    );
+    assert_eq!(
+        code(authenticate(&c, &svid_facts(&token), NOW)),
+        "jwt_svid_type_not_allowed"
+    );
+    // End-user tokens are not JWT-SVIDs: an access token's `at+jwt` passes.
+    let ek = TokenKey::ec("k1");
+    let jc = jwt_config(&ek, json!({}));
+    let token = ek.sign_with_typ(&claims(), Some("at+jwt"));
+    assert!(authenticate(&jc, &bearer(&token), NOW).is_ok());
+}
+
+// ---- keys meshward cannot use ----
+
+/// Keys no configuration here can use, one of each kind.
+fn unusable_keys(use_: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"use": use_, "kid": "p521", "kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+        json!({"use": use_, "kid": "future", "kty": "PQC", "pub": "AA"}),
+        json!({"use": use_, "kid": "alg", "kty": "EC", "crv": "P-256", "alg": "ES999",
+               "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}),
+        json!({"use": "something-new", "kid": "use", "kty": "EC", "crv": "P-256",
+               "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}),
+    ]
+}
+
+#[test]
+fn unusable_bundle_keys_are_skipped_and_reported() {
+    let key = TokenKey::ec("s1");
+    let mut good = key.jwk.clone();
+    good["use"] = json!("jwt-svid");
+    let mut keys = unusable_keys("jwt-svid");
+    keys.insert(1, good);
+    let c = config_v(json!({
+        "allowed_trust_domains": ["example.org"],
+        "trust_bundles": {"example.org": {"keys": keys}},
+        "jwt_svid": {"audiences": ["spiffe://example.org/api"], "from_header": {"name": "x-jwt-svid", "prefix": ""}},
+    }));
+    let skipped: Vec<(&str, usize, Option<&str>)> = c
+        .warnings()
+        .iter()
+        .map(|w| (w.key_set.as_str(), w.key.index, w.key.kid.as_deref()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("trust_bundles.example.org", 0, Some("p521")),
+            ("trust_bundles.example.org", 2, Some("future")),
+            ("trust_bundles.example.org", 3, Some("alg")),
+            ("trust_bundles.example.org", 4, Some("use")),
+        ]
+    );
+    for w in c.warnings() {
+        let m = w.to_string();
+        assert!(
+            m.starts_with("`trust_bundles.example.org`: skipped key "),
+            "{m}"
+        );
+    }
+    assert!(c.warnings()[0].key.reason.contains("P-256 and P-384"));
+    // The usable key still verifies.
+    let id = authenticate(&c, &svid_facts(&key.sign(&svid_claims())), NOW).unwrap();
+    assert!(id.jwt_svid.is_some());
+
+    // Nothing usable: refused, naming the set and every key's reason.
+    let e = AuthnConfig::from_json(
+        json!({
+            "allowed_trust_domains": ["example.org"],
+            "trust_bundles": {"example.org": {"keys": unusable_keys("jwt-svid")}},
+            "jwt_svid": {"audiences": ["a"]},
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        matches!(&e, AuthnConfigError::KeySet(at, BundleError::NoUsableKey(k)) if at == "trust_bundles.example.org" && k.len() == 4),
+        "{e:?}"
+    );
+    assert!(m.contains("`p521`") && m.contains("`future`"), "{m}");
+}
+
+#[test]
+fn unusable_jwks_keys_are_skipped_and_reported() {
+    let key = TokenKey::ec("k1");
+    let mut keys = unusable_keys("sig");
+    keys.push(json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}));
+    keys.push(key.jwk.clone());
+    let provider = |keys: Vec<serde_json::Value>| {
+        json!({
+            "allowed_trust_domains": ["example.org"],
+            "jwt": {"providers": [{"issuer": "https://issuer.example", "jwks": {"keys": keys}}]},
+        })
+    };
+    let c = config_v(provider(keys.clone()));
+    let kids: Vec<_> = c
+        .warnings()
+        .iter()
+        .map(|w| (w.key_set.as_str(), w.key.kid.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            ("jwt.providers[0]", "p521"),
+            ("jwt.providers[0]", "future"),
+            ("jwt.providers[0]", "alg"),
+            ("jwt.providers[0]", "use"),
+            ("jwt.providers[0]", "hmac"),
+        ]
+    );
+    let token = key.sign(&json!({"iss": "https://issuer.example", "exp": NOW + 60}));
+    assert!(
+        authenticate(&c, &bearer(&token), NOW)
+            .unwrap()
+            .end_user
+            .is_some()
+    );
+
+    keys.pop();
+    let e = AuthnConfig::from_json(provider(keys).to_string().as_bytes()).unwrap_err();
+    assert!(
+        matches!(&e, AuthnConfigError::KeySet(at, BundleError::NoUsableKey(k)) if at == "jwt.providers[0]" && k.len() == 5),
+        "{e:?}"
+    );
 }

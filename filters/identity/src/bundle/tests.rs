@@ -33,6 +33,9 @@ fn reads_a_spiffe_bundle() {
     assert!(b.jwt_authority("c").is_none());
     assert_eq!(b.sequence(), Some(7));
     assert_eq!(b.refresh_hint(), Some(300));
+    // The key of an unknown `use` is skipped, and said so.
+    assert_eq!(b.skipped().len(), 1);
+    assert_eq!(b.skipped()[0].index, 3);
     // An empty bundle is a bundle (a trust domain may have only one kind).
     assert!(bundle(json!({"keys": []})).is_ok());
 }
@@ -44,37 +47,54 @@ fn refuses_bad_bundles() {
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let mut no_kid = svid_key(&k);
     no_kid.as_object_mut().unwrap().remove("kid");
-    let cases: Vec<(serde_json::Value, fn(&BundleError) -> bool)> = vec![
-        (json!([]), |e| matches!(e, BundleError::Json(_))),
-        (json!({}), |e| matches!(e, BundleError::Json(_))),
-        (json!({"keys": [{"use": "x509-svid"}]}), |e| {
-            *e == BundleError::X5cCount(0)
-        }),
+    // One reason per unusable key: the set is refused when none is left.
+    let skipped = |e: &BundleError, needle: &str| matches!(e, BundleError::NoUsableKey(k) if k.len() == 1 && k[0].index == 0 && k[0].reason.contains(needle));
+    let cases: Vec<(serde_json::Value, Box<dyn Fn(&BundleError) -> bool>)> = vec![
+        (json!([]), Box::new(|e| matches!(e, BundleError::Json(_)))),
+        (json!({}), Box::new(|e| matches!(e, BundleError::Json(_)))),
+        (
+            json!({"keys": [{"use": "x509-svid"}]}),
+            Box::new(move |e| skipped(e, "exactly one `x5c`")),
+        ),
         (
             json!({"keys": [{"use": "x509-svid", "x5c": [b64(&ca.der), b64(&ca.der)]}]}),
-            |e| *e == BundleError::X5cCount(0),
+            Box::new(move |e| skipped(e, "exactly one `x5c`")),
         ),
         (
             json!({"keys": [{"use": "x509-svid", "x5c": ["!!"]}]}),
-            |e| matches!(e, BundleError::BadCertificate(0, _)),
+            Box::new(move |e| skipped(e, "base64")),
         ),
         (
             json!({"keys": [{"use": "x509-svid", "x5c": [b64(b"nope")]}]}),
-            |e| matches!(e, BundleError::BadCertificate(0, _)),
+            Box::new(move |e| skipped(e, "DER certificate")),
         ),
-        (json!({"keys": [no_kid]}), |e| {
-            *e == BundleError::MissingKid(0)
-        }),
-        (json!({"keys": [svid_key(&k), svid_key(&k)]}), |e| {
-            *e == BundleError::DuplicateKid("a".into())
-        }),
+        (
+            json!({"keys": [no_kid]}),
+            Box::new(move |e| skipped(e, "`kid`")),
+        ),
+        (
+            json!({"keys": [svid_key(&k), svid_key(&k)]}),
+            Box::new(|e| *e == BundleError::DuplicateKid("a".into())),
+        ),
         (
             json!({"keys": [{"use": "jwt-svid", "kid": "s", "kty": "oct", "k": "c2VjcmV0"}]}),
-            |e| matches!(e, BundleError::BadKey(0, _)),
+            Box::new(move |e| skipped(e, "symmetric")),
         ),
         (
             json!({"keys": [{"use": "jwt-svid", "kid": "s", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}),
-            |e| matches!(e, BundleError::BadKey(0, _)),
+            Box::new(move |e| skipped(e, "curve")),
+        ),
+        (
+            json!({"keys": [{"use": "jwt-svid", "kid": "s", "kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}),
+            Box::new(move |e| skipped(e, "P-256 and P-384")),
+        ),
+        (
+            json!({"keys": [{"use": "jwt-svid", "kid": "s", "kty": "PQC"}]}),
+            Box::new(move |e| skipped(e, "key type")),
+        ),
+        (
+            json!({"keys": [{"use": "something-new"}]}),
+            Box::new(move |e| skipped(e, "`something-new`")),
         ),
     ];
     for (v, ok) in cases {
@@ -93,6 +113,20 @@ fn jwks_for_end_users() {
     let j = Jwks::from_json(json!({"keys": [k1.jwk, sig, enc]}).to_string().as_bytes()).unwrap();
     let kids: Vec<_> = j.keys().iter().map(|k| k.kid().unwrap()).collect();
     assert_eq!(kids, ["a", "b"], "encryption keys are skipped");
+    assert_eq!(j.skipped().len(), 1);
+    assert_eq!(j.skipped()[0].kid.as_deref(), Some("c"));
+    // A set that has a usable key loads whatever else it holds.
+    let mixed = Jwks::from_json(
+        json!({"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}, {"kty": "oct", "k": "c2VjcmV0"}, k2.jwk]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(mixed.keys().len(), 1);
+    assert_eq!(
+        mixed.skipped().iter().map(|k| k.index).collect::<Vec<_>>(),
+        [0, 1]
+    );
     // A key that names its algorithm admits only that one.
     assert!(j.keys()[0].admits(Algorithm::ES256));
     assert!(!j.keys()[0].admits(Algorithm::ES384));

@@ -178,11 +178,21 @@ fn validation_errors_name_policy_line_and_column() {
         panic!("{err:?}")
     };
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with("4:"), "{errors:?}");
-    assert!(errors[0].contains("policy `typo`"), "{errors:?}");
-    assert!(errors[0].contains("pathh"), "{errors:?}");
-    assert_eq!(errors[0].matches("policy `typo`").count(), 1, "{errors:?}");
-    assert!(errors[0].contains(r#"Mesh::Action::"GET""#), "{errors:?}");
+    // The place and the policy are data, not only text.
+    assert_eq!(errors[0].locations[0].line, 4, "{errors:?}");
+    assert_eq!(errors[0].policy_id.as_deref(), Some("typo"), "{errors:?}");
+    assert!(errors[0].message.contains("pathh"), "{errors:?}");
+    assert!(
+        errors[0]
+            .actions
+            .iter()
+            .any(|a| a == r#"Mesh::Action::"GET""#),
+        "{errors:?}"
+    );
+    let line = errors[0].to_string();
+    assert!(line.starts_with("4:"), "{line}");
+    assert_eq!(line.matches("policy `typo`").count(), 1, "{line}");
+    assert!(line.contains(r#"Mesh::Action::"GET""#), "{line}");
 }
 
 #[test]
@@ -202,7 +212,8 @@ fn parse_errors_have_locations() {
     let ConfigError::Parse(errors) = &err else {
         panic!("{err:?}")
     };
-    assert!(errors[0].starts_with("2:"), "{errors:?}");
+    assert_eq!(errors[0].locations[0].line, 2, "{errors:?}");
+    assert!(errors[0].to_string().starts_with("2:"), "{errors:?}");
 }
 
 #[test]

@@ -4,10 +4,11 @@ use crate::process::EnvoyError;
 
 /// The meshward checkout this crate was built from.
 pub fn workspace_root() -> PathBuf {
-    // host-harness/envoy -> the workspace root, two levels up.
+    // The nearest folder above this crate that holds the workspace's
+    // `Cargo.lock`, so the crate can move without this changing.
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .and_then(|p| p.parent())
+    here.ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
         .map_or(here.clone(), PathBuf::from)
 }
 

@@ -1,42 +1,44 @@
-//! `meshward demo`: the filters deciding real mTLS traffic in real Envoy.
+//! `envoy-demo` (`./scripts/demo`): the filters deciding real mTLS traffic in
+//! real Envoy.
 //!
 //! The identity filter (who is the peer?) and the authorization filter (may
 //! it do this?) run in that order in one Envoy, as Istio's AUTHN and AUTHZ
 //! phases would place them, in front of an echo application.
 
-use std::path::PathBuf;
+#![forbid(unsafe_code)]
+// A demo binary: a failed step ends it with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::ExitCode;
 
 use meshward_envoy::{FilterSpec, Request, Sidecar, SidecarSpec};
-
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    /// Folder holding the built filters (scripts/build-wasm).
-    #[arg(long, default_value_os_t = super::default_wasm_dir())]
-    wasm_dir: PathBuf,
-}
+use meshward_filter_modules::{AUTHZ, IDENTITY, Module};
 
 const TRUST_DOMAIN: &str = "example.org";
 const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
 const INTRUDER: &str = "spiffe://example.org/ns/web/sa/intruder";
 /// Shipped in `policies/demo/orders.cedar`; compiled in so the binary runs
 /// from anywhere.
-const POLICY: &str = include_str!("../../../policies/demo/orders.cedar");
+const POLICY: &str = include_str!("../../../../../policies/demo/orders.cedar");
 
-pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    tokio::runtime::Builder::new_multi_thread()
+fn main() -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?
-        .block_on(demo(args))
+        .build()
+        .map_err(Into::into)
+        .and_then(|rt| rt.block_on(demo()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-fn filter(
-    dir: &std::path::Path,
-    file: &str,
-    root_id: &str,
-    config: serde_json::Value,
-) -> Result<FilterSpec, String> {
-    let wasm = dir.join(file);
+fn filter(module: &Module, config: serde_json::Value) -> Result<FilterSpec, String> {
+    let wasm = module.path();
     if !wasm.is_file() {
         return Err(format!(
             "{} is missing: run scripts/build-wasm first",
@@ -45,25 +47,21 @@ fn filter(
     }
     Ok(FilterSpec {
         wasm,
-        root_id: root_id.to_owned(),
+        root_id: module.root_id.to_owned(),
         plugin_config: config.to_string(),
     })
 }
 
-async fn demo(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let identity = filter(
-        &args.wasm_dir,
-        "meshward_identity_filter.wasm",
-        "meshward_identity",
+        &IDENTITY,
         serde_json::json!({
             "allowed_trust_domains": [TRUST_DOMAIN],
             "allowed_ids": ["spiffe://example.org/ns/web/*"],
         }),
     )?;
     let authz = filter(
-        &args.wasm_dir,
-        "meshward_authz_filter.wasm",
-        "meshward_authz",
+        &AUTHZ,
         serde_json::json!({
             "cedar": {"policies": POLICY},
             "peer_from": "identity_filter",

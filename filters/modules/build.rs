@@ -1,0 +1,8 @@
+//! Builds the shipped filters for wasm32-wasip1 (see `meshward-wasm-build`).
+
+fn main() {
+    if let Err(e) = meshward_wasm_build::build_script(meshward_wasm_build::FILTERS, &["filters"]) {
+        println!("cargo:warning={e}");
+        std::process::exit(1);
+    }
+}
