@@ -124,7 +124,9 @@ impl Crds {
         if let Some(url) = spec["url"].as_str() {
             let scheme = url.split_once("://").map_or("", |(s, _)| s);
             if !["", "http", "https", "file", "oci"].contains(&scheme) {
-                return Err(format!("url {url:?} must have scheme one of [http, https, file, oci]"));
+                return Err(format!(
+                    "url {url:?} must have scheme one of [http, https, file, oci]"
+                ));
             }
         }
         Ok(())
@@ -173,7 +175,11 @@ fn blob(layout: &Path, desc: &Value, media_type: &str) -> Vec<u8> {
     let digest = desc["digest"].as_str().unwrap();
     let hex = digest.strip_prefix("sha256:").unwrap();
     let data = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
-    assert_eq!(sha256_hex(&data), hex, "blob {digest} does not hash to its name");
+    assert_eq!(
+        sha256_hex(&data),
+        hex,
+        "blob {digest} does not hash to its name"
+    );
     assert_eq!(desc["size"].as_u64(), Some(data.len() as u64), "{desc}");
     data
 }
@@ -200,7 +206,9 @@ fn check_layout(layout: &Path) -> (String, Vec<u8>) {
     assert_eq!(layers.len(), 1, "the compat variant has exactly one layer");
     let layer = blob(layout, &layers[0], LAYER_TYPE);
     // Nothing else in the layout: three blobs (config, layer, manifest).
-    let blobs = std::fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    let blobs = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(blobs, 3);
     let digest = manifests[0]["digest"].as_str().unwrap().to_owned();
     (digest, layer)
@@ -216,8 +224,9 @@ fn tar_files(data: &[u8]) -> BTreeMap<String, Vec<u8>> {
             .trim_end_matches('\0')
             .to_owned();
         let size_text = String::from_utf8_lossy(&header[124..136]);
-        let size = usize::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-            .unwrap();
+        let size =
+            usize::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .unwrap();
         let body = at + 512;
         if header[156] == b'0' || header[156] == 0 {
             files.insert(name, data[body..body + size].to_vec());
@@ -237,7 +246,11 @@ fn folder_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 files.insert(rel, std::fs::read(&path).unwrap());
             }
         }
@@ -252,7 +265,11 @@ fn image_layouts_are_well_formed_and_reproducible() {
     for module in [IDENTITY, AUTHZ] {
         let layout = first.path().join("oci").join(image_name(&module));
         let (digest, layer) = check_layout(&layout);
-        assert!(layer == module.bytes, "the layer of {} is not its module", module.package);
+        assert!(
+            layer == module.bytes,
+            "the layer of {} is not its module",
+            module.package
+        );
         let tarball = std::fs::read(layout.with_extension("tar")).unwrap();
         assert_eq!(
             tar_files(&tarball),
@@ -261,7 +278,11 @@ fn image_layouts_are_well_formed_and_reproducible() {
             module.package
         );
         let (again, _) = check_layout(&second.path().join("oci").join(image_name(&module)));
-        assert_eq!(digest, again, "the image of {} is not reproducible", module.package);
+        assert_eq!(
+            digest, again,
+            "the image of {} is not reproducible",
+            module.package
+        );
     }
 }
 
@@ -275,7 +296,10 @@ fn committed_manifests_match_the_istio_crds() {
     }
 
     let of_kind = |kind: &str| -> Vec<&Value> {
-        docs.iter().map(|(_, d)| d).filter(|d| d["kind"] == kind).collect()
+        docs.iter()
+            .map(|(_, d)| d)
+            .filter(|d| d["kind"] == kind)
+            .collect()
     };
     let peer_auth = of_kind("PeerAuthentication");
     assert_eq!(peer_auth.len(), 1);
@@ -291,7 +315,10 @@ fn committed_manifests_match_the_istio_crds() {
             .unwrap_or_else(|| panic!("no WasmPlugin with pluginName {}", module.root_id))["spec"];
         assert_eq!(spec["phase"], phase);
         assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
-        assert_eq!(&spec["selector"], selector, "the plugins cover the STRICT workload");
+        assert_eq!(
+            &spec["selector"], selector,
+            "the plugins cover the STRICT workload"
+        );
         let url = spec["url"].as_str().unwrap();
         assert!(url.starts_with("oci://"), "{url}");
         assert!(url.contains(&format!("/{}:", image_name(&module))), "{url}");
@@ -302,7 +329,8 @@ fn committed_manifests_match_the_istio_crds() {
         .find(|p| p["spec"]["pluginName"] == AUTHZ.root_id)
         .unwrap()["spec"]["pluginConfig"];
     assert_eq!(authz["peer_from"], "identity_filter");
-    let demo = std::fs::read_to_string(workspace_root().join("policies/demo/orders.cedar")).unwrap();
+    let demo =
+        std::fs::read_to_string(workspace_root().join("policies/demo/orders.cedar")).unwrap();
     assert_eq!(authz["cedar"]["policies"].as_str(), Some(demo.as_str()));
 }
 
@@ -314,7 +342,8 @@ fn rendered_manifests_pin_the_built_images() {
     let docs = documents(&oci.join("istio"));
     let mut pinned = 0;
     for (file, doc) in &docs {
-        crds.check(doc).unwrap_or_else(|e| panic!("rendered {file}: {e}"));
+        crds.check(doc)
+            .unwrap_or_else(|e| panic!("rendered {file}: {e}"));
         if doc["kind"] != "WasmPlugin" {
             continue;
         }
@@ -350,13 +379,21 @@ fn the_plugin_configurations_are_accepted_by_the_filters() {
 
     let identity = host.load(IDENTITY.bytes).unwrap();
     let mut plugin = identity
-        .start(PluginConfig::new().configuration(config(&IDENTITY)).properties(&props))
+        .start(
+            PluginConfig::new()
+                .configuration(config(&IDENTITY))
+                .properties(&props),
+        )
         .unwrap();
     assert_eq!(plugin.send(Request::get("/api/orders")).status(), 200);
 
     let authz = host.load(AUTHZ.bytes).unwrap();
     let mut plugin = authz
-        .start(PluginConfig::new().configuration(config(&AUTHZ)).properties(&props))
+        .start(
+            PluginConfig::new()
+                .configuration(config(&AUTHZ))
+                .properties(&props),
+        )
         .unwrap();
     let allowed = Request::get("/api/orders").header("x-meshward-peer-id", PEER);
     assert_eq!(plugin.send(allowed).status(), 200);
@@ -375,14 +412,22 @@ fn the_crd_check_refuses_a_broken_manifest() {
         .unwrap();
     crds.check(plugin).unwrap();
     let breakages: [(&str, fn(&mut Value)); 6] = [
-        ("an unknown failStrategy", |d| d["spec"]["failStrategy"] = "FAIL_SHUT".into()),
-        ("an upper-case sha256", |d| d["spec"]["sha256"] = "AB".repeat(32).into()),
+        ("an unknown failStrategy", |d| {
+            d["spec"]["failStrategy"] = "FAIL_SHUT".into()
+        }),
+        ("an upper-case sha256", |d| {
+            d["spec"]["sha256"] = "AB".repeat(32).into()
+        }),
         ("a misspelt field", |d| d["spec"]["pluginname"] = "x".into()),
-        ("an unknown phase", |d| d["spec"]["phase"] = "AUTHORIZE".into()),
+        ("an unknown phase", |d| {
+            d["spec"]["phase"] = "AUTHORIZE".into()
+        }),
         ("no url", |d| {
             d["spec"].as_object_mut().unwrap().remove("url");
         }),
-        ("a docker:// url", |d| d["spec"]["url"] = "docker://r/i:1".into()),
+        ("a docker:// url", |d| {
+            d["spec"]["url"] = "docker://r/i:1".into()
+        }),
     ];
     for (what, breakage) in breakages {
         let mut broken = plugin.clone();
