@@ -401,6 +401,9 @@ fn the_plugin_configurations_are_accepted_by_the_filters() {
     assert_eq!(plugin.send(admin).status(), 403);
 }
 
+/// One way to spoil a valid manifest.
+type Breakage = fn(&mut Value);
+
 #[test]
 fn the_crd_check_refuses_a_broken_manifest() {
     let crds = Crds::load();
@@ -411,7 +414,7 @@ fn the_crd_check_refuses_a_broken_manifest() {
         .find(|d| d["kind"] == "WasmPlugin")
         .unwrap();
     crds.check(plugin).unwrap();
-    let breakages: [(&str, fn(&mut Value)); 6] = [
+    let breakages: [(&str, Breakage); 6] = [
         ("an unknown failStrategy", |d| {
             d["spec"]["failStrategy"] = "FAIL_SHUT".into()
         }),
