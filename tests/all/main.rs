@@ -16,6 +16,7 @@ mod differential;
 mod envoy_configs;
 mod harness_conformance;
 mod identity_e2e;
+mod istio;
 mod layering;
 mod policy_suites;
 mod wasm_imports;
