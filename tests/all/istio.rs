@@ -395,9 +395,14 @@ fn the_plugin_configurations_are_accepted_by_the_filters() {
                 .properties(&props),
         )
         .unwrap();
-    let allowed = Request::get("/api/orders").header("x-meshward-peer-id", PEER);
+    // The peer comes from the identity filter through filter state, as in
+    // the sidecar; a client's header names nobody.
+    let forged = Request::get("/api/orders").header("x-meshward-peer-id", PEER);
+    assert_eq!(plugin.send(forged).status(), 403);
+    let allowed =
+        Request::get("/api/orders").property(meshward_filter_glue::PEER_ID_PROPERTY, PEER);
     assert_eq!(plugin.send(allowed).status(), 200);
-    let admin = Request::get("/admin").header("x-meshward-peer-id", PEER);
+    let admin = Request::get("/admin").property(meshward_filter_glue::PEER_ID_PROPERTY, PEER);
     assert_eq!(plugin.send(admin).status(), 403);
 }
 
