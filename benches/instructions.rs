@@ -165,9 +165,10 @@ fn case_wasm_both(identity: &mut Plugin, authz: &mut Plugin, n: u64) {
     for _ in 0..n {
         let exchange = identity.send(mesh_request());
         assert!(exchange.forwarded());
-        // The authz filter reads the peer from the header the identity
-        // filter set.
-        let req = mesh_request().set_header("x-meshward-peer-id", PEER);
+        // The authz filter reads the peer the identity filter published in
+        // filter state (the harness runs one plugin at a time, so the test
+        // hands it over as Envoy's filter state would).
+        let req = mesh_request().property(meshward_filter_glue::PEER_ID_PROPERTY, PEER);
         assert!(authz.send(req).forwarded());
     }
 }
