@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use meshward_certs::SpiffeCa;
 use meshward_envoy::{BootstrapEdits, FilterSpec, Sidecar, SidecarSpec, workspace_root};
 use meshward_filter_glue::PEER_ID_PROPERTY;
-use meshward_harness::{Filter, Host, PluginConfig, Properties, Request};
+use meshward_harness::{Filter, Host, Plugin, PluginConfig, Properties, Request};
 use meshward_policy::{PathOptions, PolicyEngine, RequestFacts};
 use meshward_tests::filter_wasm;
 use rand::{Rng, SeedableRng};
@@ -167,6 +167,18 @@ fn authz_wasm() -> &'static Filter {
     })
 }
 
+/// The compiled authz filter started with `config` on an Istio inbound mTLS
+/// connection from the frontend, as both harness tests run it.
+fn authz_plugin(config: &serde_json::Value) -> Plugin {
+    authz_wasm()
+        .start(
+            PluginConfig::new()
+                .configuration(config.to_string())
+                .properties(&Properties::istio_inbound_mtls(FRONTEND, "")),
+        )
+        .unwrap()
+}
+
 /// Every header of `headers` that spells an identity header: exactly the
 /// verified peer, once, under the configured name.
 fn assert_identity_headers<'a>(what: &str, headers: impl Iterator<Item = (&'a str, &'a str)>) {
@@ -188,13 +200,7 @@ fn cases_through_the_filter_in_the_harness() {
             "cedar": {"policies": policy(&case.policy)},
             "peer_from": "identity_filter",
         });
-        let mut plugin = authz_wasm()
-            .start(
-                PluginConfig::new()
-                    .configuration(config.to_string())
-                    .properties(&Properties::istio_inbound_mtls(FRONTEND, "")),
-            )
-            .unwrap();
+        let mut plugin = authz_plugin(&config);
         // What the identity filter publishes in Envoy's filter state.
         let mut req = Request::new(&case.method, &case.path)
             .set_header(
@@ -248,13 +254,7 @@ fn a_path_not_in_normal_form_can_be_refused() {
         "peer_from": "identity_filter",
         "path_not_normal": "refuse",
     });
-    let mut plugin = authz_wasm()
-        .start(
-            PluginConfig::new()
-                .configuration(config.to_string())
-                .properties(&Properties::istio_inbound_mtls(FRONTEND, "")),
-        )
-        .unwrap();
+    let mut plugin = authz_plugin(&config);
     for (path, status, reason) in [
         ("/api/orders", 200, None),
         ("/api/./orders", 403, Some("path_not_normal")),
