@@ -19,6 +19,16 @@ pub(crate) struct Args {
     /// Istio's root namespace, whose policies apply mesh-wide.
     #[arg(long, default_value = "istio-system")]
     root_namespace: String,
+    /// The mesh's trust domain (`meshConfig.trustDomain`).
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// An alias of it (`meshConfig.trustDomainAliases`); repeatable.
+    #[arg(long = "trust-domain-alias", value_name = "TRUST_DOMAIN")]
+    trust_domain_aliases: Vec<String>,
+    /// Print the engine configuration (JSON: the policies, the mode, and
+    /// plaintext peers evaluated as Istio does) instead of the Cedar text.
+    #[arg(long)]
+    engine_config: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +42,8 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut options = ImportOptions::default();
     options.root_namespace = args.root_namespace;
+    options.trust_domain = args.trust_domain;
+    options.trust_domain_aliases = args.trust_domain_aliases;
     if let Some(namespace) = &args.namespace {
         let mut labels = Vec::new();
         for label in &args.labels {
@@ -49,6 +61,13 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("meshward: skipped {skipped}");
     }
     eprintln!("meshward: translated {}", imported.translated.join(", "));
-    print!("{}", imported.cedar);
+    if imported.dry_run {
+        eprintln!("meshward: every policy is istio.io/dry-run: run the engine in mode `dry_run`");
+    }
+    if args.engine_config {
+        println!("{}", imported.engine_config());
+    } else {
+        print!("{}", imported.cedar);
+    }
     Ok(())
 }

@@ -2,20 +2,27 @@
 //! for meshward's schema (`policies/meshward.cedarschema`).
 //!
 //! ALLOW and DENY policies translate with their sources (principals,
-//! namespaces, IP blocks, request principals), operations (hosts, ports,
-//! methods, paths with prefix, suffix and presence matches), `when`
-//! conditions (headers, claims, source address and namespace, destination
-//! port, SNI...) and every `not` form. What has no equivalent (CUSTOM and
-//! AUDIT actions, `remoteIpBlocks`, path templates, gateway `targetRef`s,
-//! prefix matches on list-valued claims) is an error naming the policy, never
-//! a silent approximation: an authorization policy that is almost right is
-//! wrong.
+//! namespaces, service accounts, IP blocks, request principals), operations
+//! (hosts, ports, methods, paths with prefix, suffix and presence matches),
+//! `when` conditions (headers, claims, source address and namespace,
+//! destination port, SNI...) and every `not` form, each matched as the RBAC
+//! configuration Istio generates for it matches in Envoy: namespaces as
+//! `/ns/<ns>/` anywhere in the peer's SPIFFE ID, request principals split at
+//! the last `/` into issuer and subject, hosts against the authority as
+//! sent (port included, case ignored), headers against their repeated values
+//! joined with `,`, principals rewritten for the mesh's trust domain aliases.
+//! `istio.io/dry-run` policies become a dry-run configuration.
 //!
-//! Differences that remain, by design: hosts are matched without their port
-//! (the schema's `Mesh::Host`), trust-domain aliases are not applied to
-//! principals, and requests without a peer identity are denied by the engine
-//! unless it is configured with `require_peer_identity: false`, where Istio
-//! would evaluate them.
+//! What has no exact equivalent (CUSTOM and AUDIT actions, `remoteIpBlocks`,
+//! path templates, gateway `targetRef`s, prefix, suffix and presence matches
+//! on claims, claim values a number or boolean would also spell, dry-run and
+//! enforced policies in one import...) is an error naming the policy and the
+//! field, never a silent approximation: an authorization policy that is almost
+//! right is wrong.
+//!
+//! Requests without a peer identity (Istio's PERMISSIVE mode) are evaluated,
+//! as Istio evaluates them, when the engine runs with
+//! [`Imported::engine_config`], which sets `require_peer_identity: false`.
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +40,12 @@ pub struct ImportOptions {
     pub root_namespace: String,
     /// The workload the filter will run in front of.
     pub workload: Option<Workload>,
+    /// The mesh's trust domain (Istio's `meshConfig.trustDomain`).
+    pub trust_domain: String,
+    /// Its aliases (`meshConfig.trustDomainAliases`): principals naming the
+    /// trust domain, an alias or `cluster.local` also match the others, as
+    /// Istio rewrites them.
+    pub trust_domain_aliases: Vec<String>,
 }
 
 impl Default for ImportOptions {
@@ -40,6 +53,8 @@ impl Default for ImportOptions {
         Self {
             root_namespace: "istio-system".to_owned(),
             workload: None,
+            trust_domain: "cluster.local".to_owned(),
+            trust_domain_aliases: Vec::new(),
         }
     }
 }
@@ -76,6 +91,24 @@ pub struct Imported {
     /// Documents left out, each with why (another kind, or a policy that does
     /// not apply to the workload).
     pub skipped: Vec<String>,
+    /// Every translated policy carries `istio.io/dry-run: "true"`: the
+    /// policies are reported, never enforced, as Istio's shadow rules are.
+    pub dry_run: bool,
+}
+
+impl Imported {
+    /// The engine configuration (the authorization filter's `cedar` object)
+    /// that decides as Istio does: the policies, dry-run mode for dry-run
+    /// policies, and requests without a peer identity evaluated (as
+    /// Istio's PERMISSIVE mode evaluates plaintext requests) rather than
+    /// denied before any policy runs.
+    pub fn engine_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "policies": self.cedar,
+            "mode": if self.dry_run { "dry_run" } else { "enforce" },
+            "require_peer_identity": false,
+        })
+    }
 }
 
 /// Why a translation failed.

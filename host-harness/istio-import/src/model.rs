@@ -31,6 +31,8 @@ pub(crate) struct Metadata {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) namespace: Option<String>,
+    #[serde(default)]
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,7 +85,7 @@ pub(crate) struct To {
     pub(crate) operation: Operation,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Source {
     #[serde(default)]
@@ -106,6 +108,16 @@ pub(crate) struct Source {
     pub(crate) remote_ip_blocks: Vec<String>,
     #[serde(default)]
     pub(crate) not_remote_ip_blocks: Vec<String>,
+    #[serde(default)]
+    pub(crate) service_accounts: Vec<String>,
+    #[serde(default)]
+    pub(crate) not_service_accounts: Vec<String>,
+    /// Not fields of Istio's `Source`; read only to refuse them by name
+    /// rather than as unknown YAML.
+    #[serde(default)]
+    pub(crate) trust_domains: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub(crate) not_trust_domains: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -89,7 +89,7 @@ spec:
     .cedar;
     assert!(cedar.contains(r#"permit (principal == Mesh::Workload::"spiffe://cluster.local/ns/bookinfo/sa/productpage", action, resource);"#), "{cedar}");
     assert!(
-        cedar.contains(r#"permit (principal in Mesh::Namespace::"web", action, resource);"#),
+        cedar.contains(r#"when { principal.spiffe_id like "*/ns/web/*" };"#),
         "{cedar}"
     );
 }
@@ -144,7 +144,12 @@ spec:
     assert!(allowed(&e, &at("10.2.3.4", "api.example.com", 8080, "/x")));
     assert!(allowed(
         &e,
-        &at("192.168.1.7", "API.EXAMPLE.COM:8080", 8080, "/x")
+        &at("192.168.1.7", "API.EXAMPLE.COM", 8080, "/x")
+    ));
+    // Istio compares the authority as sent: a port is part of it.
+    assert!(!allowed(
+        &e,
+        &at("192.168.1.7", "api.example.com:8080", 8080, "/x")
     ));
     assert!(!allowed(
         &e,
@@ -362,8 +367,48 @@ fn untranslatable_policies_are_errors() {
             "path template",
         ),
         (
-            "  rules: [{to: [{operation: {hosts: [\"a.com:8080\"]}}]}]\n",
-            "with a port",
+            "  rules: [{to: [{operation: {hosts: [\"a.com:http\"]}}]}]\n",
+            "`hosts` value `a.com:http` has a port that is not a number",
+        ),
+        (
+            "  rules: [{to: [{operation: {hosts: [\"*.a.com:80\"]}}]}]\n",
+            "host suffix `*.a.com:80`",
+        ),
+        (
+            "  rules: [{from: [{source: {trustDomains: [\"td\"]}}]}]\n",
+            "`trustDomains`/`notTrustDomains` (not a field",
+        ),
+        (
+            "  rules: [{from: [{source: {serviceAccounts: [\"a\"], principals: [\"x\"]}}]}]\n",
+            "`serviceAccounts` with `principals` or `namespaces`",
+        ),
+        (
+            "  rules: [{from: [{source: {serviceAccounts: [\"ns/a*\"]}}]}]\n",
+            "`serviceAccounts` value `ns/a*` is not `<namespace>/<name>`",
+        ),
+        (
+            "  rules: [{from: [{source: {notNamespaces: [\"a.b\"]}}]}]\n",
+            "`notNamespaces` value `a.b` is not a namespace name",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.auth.claims[level]\", values: [\"3\"]}]}]\n",
+            "value `3` on `request.auth.claims[level]`",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.auth.claims[admin]\", values: [\"true\"]}]}]\n",
+            "value `true`",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.auth.claims[g]\", values: [\"*\"]}]}]\n",
+            "presence match `*` on `request.auth.claims[g]`",
+        ),
+        (
+            "  rules: [{when: [{key: \"request.auth.audiences\", values: [\"*\"]}]}]\n",
+            "presence match `*` on `request.auth.audiences`",
+        ),
+        (
+            "  rules: [{from: [{source: {requestPrincipals: [\"issuer-only\"]}}]}]\n",
+            "`requestPrincipals` value `issuer-only` names an empty issuer or subject",
         ),
         (
             "  rules: [{when: [{key: \"request.auth.claims[groups]\", values: [\"adm*\"]}]}]\n",
@@ -534,4 +579,233 @@ fn the_istio_library_translation_is_up_to_date() {
         "run with MESHWARD_BLESS=1 to regenerate"
     );
     assert_eq!(imported.skipped.len(), 2, "{:?}", imported.skipped);
+}
+
+fn policy(spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn namespaces_match_anywhere_in_the_spiffe_id() {
+    let e = engine(&policy(
+        "  rules: [{from: [{source: {namespaces: [\"web\", \"team-*\"]}}]}]\n",
+    ));
+    let at = |p: &str| allowed(&e, &req(Some(p), "GET", "h", "/"));
+    assert!(at("cluster.local/ns/web/sa/frontend"));
+    // Istio's regex `.*/ns/web/.*`: any ID with `/ns/web/` in it.
+    assert!(at("cluster.local/region/eu/ns/web/sa/frontend"));
+    assert!(at("example.org/ns/web/workload/x"));
+    assert!(at("cluster.local/ns/team-a/sa/x"));
+    assert!(!at("cluster.local/ns/webx/sa/frontend"));
+    assert!(!at("cluster.local/ns/web"));
+    assert!(!at("cluster.local/sa/web/ns/api"));
+    assert!(!allowed(&e, &req(None, "GET", "h", "/")));
+    // `notNamespaces` holds for a plaintext peer, which has no namespace.
+    let e = engine(&policy(
+        "  rules: [{from: [{source: {notNamespaces: [\"web\"]}}]}]\n",
+    ));
+    assert!(allowed(&e, &req(None, "GET", "h", "/")));
+    assert!(!allowed(
+        &e,
+        &req(Some("td/x/ns/web/sa/y"), "GET", "h", "/")
+    ));
+}
+
+#[test]
+fn service_accounts_default_to_the_policy_namespace() {
+    let e = engine(&policy(
+        "  rules: [{from: [{source: {serviceAccounts: [\"cart\", \"web/frontend\"]}}]}]\n",
+    ));
+    let at = |p: &str| allowed(&e, &req(Some(p), "GET", "h", "/"));
+    assert!(at("cluster.local/ns/shop/sa/cart"));
+    assert!(at("other.td/ns/web/sa/frontend"));
+    assert!(at("td/ns/shop/cluster/c1/sa/cart"));
+    assert!(at("td/ns/shop/sa/cart/extra"));
+    assert!(!at("td/ns/shop/sa/cart-x"));
+    assert!(!at("td/ns/web/sa/cart"));
+    assert!(!at("td/ns/other/sa/frontend"));
+    let e = engine(&policy(
+        "  action: DENY\n  rules: [{from: [{source: {notServiceAccounts: [\"cart\"]}}]}]\n",
+    ));
+    assert!(allowed(
+        &e,
+        &req(Some("td/ns/shop/sa/cart"), "GET", "h", "/")
+    ));
+    assert!(!allowed(&e, &req(Some("td/ns/shop/sa/x"), "GET", "h", "/")));
+    assert!(!allowed(&e, &req(None, "GET", "h", "/")));
+}
+
+#[test]
+fn request_principals_split_at_the_last_slash() {
+    let with_jwt = |e: &PolicyEngine, iss: serde_json::Value, sub: serde_json::Value| {
+        let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
+        f.jwt_claims = Some(serde_json::json!({"iss": iss, "sub": sub}));
+        allowed(e, &f)
+    };
+    let rp = |v: &str| {
+        engine(&policy(&format!(
+            "  rules: [{{from: [{{source: {{requestPrincipals: [\"{v}\"]}}}}]}}]\n"
+        )))
+    };
+    let e = rp("https://example.com/*");
+    assert!(with_jwt(&e, "https://example.com".into(), "alice".into()));
+    // The joined `https://example.com/tenant1/alice` starts with the
+    // pattern, but the issuer is not `https://example.com`.
+    assert!(!with_jwt(
+        &e,
+        "https://example.com/tenant1".into(),
+        "alice".into()
+    ));
+    assert!(!with_jwt(&e, "https://example.com".into(), "".into()));
+    let e = rp("*/alice");
+    assert!(with_jwt(&e, "https://a.example".into(), "alice".into()));
+    assert!(!with_jwt(
+        &e,
+        "https://a.example".into(),
+        "bob/alice".into()
+    ));
+    let e = rp("*.example.com/alice");
+    assert!(with_jwt(
+        &e,
+        "https://idp.example.com".into(),
+        "alice".into()
+    ));
+    assert!(!with_jwt(
+        &e,
+        "https://idp.example.org".into(),
+        "alice".into()
+    ));
+    let e = rp("https://idp/ali*");
+    assert!(with_jwt(&e, "https://idp".into(), "alice".into()));
+    assert!(!with_jwt(&e, "https://idp".into(), "bob".into()));
+    let e = rp("*");
+    assert!(with_jwt(&e, "i".into(), "s".into()));
+    assert!(!with_jwt(&e, "i".into(), 3.into()));
+    let e = rp("https://idp/alice");
+    assert!(with_jwt(&e, "https://idp".into(), "alice".into()));
+    assert!(!with_jwt(&e, "https://idp/alice".into(), "".into()));
+    // No `/`: a prefix of the issuer, any subject; a suffix of the subject.
+    let e = rp("https:*");
+    assert!(with_jwt(&e, "https://x/y".into(), "s".into()));
+    let e = rp("*ice");
+    assert!(with_jwt(&e, "anything".into(), "alice".into()));
+    assert!(!with_jwt(&e, "alice".into(), "bob".into()));
+}
+
+#[test]
+fn hosts_compare_the_authority_as_sent() {
+    let e = engine(&policy(
+        "  rules: [{to: [{operation: {hosts: [\"Example.com\", \"api.example.com:8080\", \"*.svc\", \"web.*\", \"*:9090\"]}}]}]\n",
+    ));
+    let at = |h: &str| allowed(&e, &req(Some(PRODUCTPAGE), "GET", h, "/"));
+    assert!(at("example.com"));
+    assert!(at("EXAMPLE.com"));
+    assert!(!at("example.com:80"));
+    assert!(!at("example.com."));
+    assert!(at("api.example.com:8080"));
+    assert!(at("API.example.com:8080"));
+    assert!(!at("api.example.com"));
+    assert!(!at("api.example.com:18080"));
+    assert!(!at("api.example.com.:8080"));
+    assert!(at("reviews.svc"));
+    assert!(!at("reviews.svc:80"));
+    assert!(!at("reviews.svc."));
+    assert!(at("web.shop"));
+    assert!(at("WEB.shop:443"));
+    assert!(at("other:9090"));
+    assert!(!at("other:19091"));
+}
+
+#[test]
+fn header_presence_includes_empty_and_repeats_are_joined() {
+    let e = engine(&policy(
+        "  rules: [{when: [{key: \"request.headers[x-a]\", values: [\"*\"]}, {key: \"request.headers[x-b]\", values: [\"1,2\", \"v*\"]}]}]\n",
+    ));
+    let with = |headers: &[(&str, &str)]| {
+        let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
+        for (k, v) in headers {
+            f.headers.push(*k, *v);
+        }
+        allowed(&e, &f)
+    };
+    assert!(with(&[("x-a", ""), ("x-b", "v1")]));
+    assert!(!with(&[("x-b", "v1")]));
+    // Envoy joins repeated values with `,` and matches the whole.
+    assert!(with(&[("x-a", "y"), ("x-b", "1"), ("x-b", "2")]));
+    assert!(!with(&[("x-a", "y"), ("x-b", "1"), ("x-b", "3")]));
+    assert!(with(&[("x-a", "y"), ("x-b", "v"), ("x-b", "x")]));
+    assert!(!with(&[("x-a", "y"), ("x-b", "x"), ("x-b", "v")]));
+}
+
+#[test]
+fn trust_domain_aliases_rewrite_principals() {
+    let yaml = policy(
+        "  rules: [{from: [{source: {principals: [\"cluster.local/ns/a/sa/b\", \"old-td/ns/c/sa/d\", \"other/ns/e/sa/f\"]}}]}]\n",
+    );
+    let options = ImportOptions {
+        trust_domain: "new-td".to_owned(),
+        trust_domain_aliases: vec!["old-td".to_owned()],
+        ..ImportOptions::default()
+    };
+    let cedar = import(&yaml, &options).unwrap().cedar;
+    let config = serde_json::json!({"policies": cedar, "require_peer_identity": false});
+    let e = PolicyEngine::from_config(config.to_string().as_bytes()).unwrap();
+    let at = |p: &str| allowed(&e, &req(Some(p), "GET", "h", "/"));
+    for p in [
+        "new-td/ns/a/sa/b",
+        "old-td/ns/a/sa/b",
+        "new-td/ns/c/sa/d",
+        "old-td/ns/c/sa/d",
+        "other/ns/e/sa/f",
+    ] {
+        assert!(at(p), "{p}\n{cedar}");
+    }
+    // `cluster.local` stands for the mesh's domains, not for itself.
+    assert!(!at("cluster.local/ns/a/sa/b"));
+    assert!(!at("new-td/ns/e/sa/f"));
+    // Without aliases, the default trust domain changes nothing.
+    let e = engine(&yaml);
+    assert!(allowed(
+        &e,
+        &req(Some("cluster.local/ns/a/sa/b"), "GET", "h", "/")
+    ));
+}
+
+#[test]
+fn dry_run_policies_become_a_dry_run_configuration() {
+    let dry = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: d\n  namespace: ns\n  annotations: {\"istio.io/dry-run\": \"true\"}\nspec: {action: DENY, rules: [{}]}\n";
+    let imported = import(dry, &ImportOptions::default()).unwrap();
+    assert!(imported.dry_run);
+    let config = imported.engine_config();
+    assert_eq!(config["mode"], "dry_run");
+    assert_eq!(config["require_peer_identity"], false);
+    let e = PolicyEngine::from_config(config.to_string().as_bytes()).unwrap();
+    let d = e.decide(&req(Some(PRODUCTPAGE), "GET", "h", "/"));
+    assert!(!d.allowed, "the engine decides; the filter reports it");
+    assert_eq!(e.mode(), meshward_policy::Mode::DryRun);
+    let both = format!(
+        "{dry}---\n{}",
+        policy("  action: DENY\n  rules: [{to: [{operation: {paths: [\"/x\"]}}]}]\n")
+    );
+    let err = import(&both, &ImportOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("istio.io/dry-run"), "{err}");
+    let bad = dry.replace("\"true\"", "\"yes\"");
+    assert!(import(&bad, &ImportOptions::default()).is_err());
+    let enforced = import(&policy("  rules: [{}]\n"), &ImportOptions::default()).unwrap();
+    assert!(!enforced.dry_run);
+    assert_eq!(enforced.engine_config()["mode"], "enforce");
+}
+
+#[test]
+fn plaintext_peers_are_evaluated_as_in_permissive_mode() {
+    let imported = import(
+        &policy("  rules: [{to: [{operation: {paths: [\"/public\"]}}]}]\n"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let e = PolicyEngine::from_config(imported.engine_config().to_string().as_bytes()).unwrap();
+    assert!(allowed(&e, &req(None, "GET", "h", "/public")));
+    assert!(!allowed(&e, &req(None, "GET", "h", "/private")));
 }

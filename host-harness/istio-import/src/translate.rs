@@ -25,6 +25,9 @@ type Clause = Option<String>;
 
 struct Ctx<'a> {
     policy: &'a str,
+    /// The policy's namespace: a service account named without one is in it.
+    namespace: &'a str,
+    options: &'a ImportOptions,
 }
 
 impl Ctx<'_> {
@@ -61,6 +64,8 @@ pub(crate) fn import(yaml: &str, options: &ImportOptions) -> Result<Imported, Im
     let mut out = Imported::default();
     let mut cedar = String::new();
     let mut any_allow = false;
+    let mut dry_run = Vec::new();
+    let mut enforced = Vec::new();
     for doc in docs {
         let namespace = doc
             .metadata
@@ -85,7 +90,27 @@ pub(crate) fn import(yaml: &str, options: &ImportOptions) -> Result<Imported, Im
                 .push(format!("{name}: does not apply to the workload"));
             continue;
         }
-        let ctx = Ctx { policy: &name };
+        let ctx = Ctx {
+            policy: &name,
+            namespace: &namespace,
+            options,
+        };
+        match doc
+            .metadata
+            .annotations
+            .get("istio.io/dry-run")
+            .map(String::as_str)
+        {
+            None | Some("false") => enforced.push(name.clone()),
+            Some("true") => dry_run.push(name.clone()),
+            Some(other) => {
+                return Err(ctx.bad(
+                    "metadata.annotations[istio.io/dry-run]",
+                    other,
+                    "is neither `true` nor `false`",
+                ));
+            }
+        }
         let effect = match spec.action.as_deref().unwrap_or("ALLOW") {
             "ALLOW" => {
                 any_allow = true;
@@ -119,6 +144,17 @@ pub(crate) fn import(yaml: &str, options: &ImportOptions) -> Result<Imported, Im
         }
         out.translated.push(name);
     }
+    // Dry-run is a mode of the whole engine, so one translation is all one
+    // or all the other; Istio would enforce some and shadow the others.
+    if let (Some(d), Some(e)) = (dry_run.first(), enforced.first()) {
+        return Err(ImportError::Unsupported {
+            policy: d.clone(),
+            what: format!(
+                "`istio.io/dry-run: \"true\"` beside the enforced `{e}` (import dry-run and enforced policies separately)"
+            ),
+        });
+    }
+    out.dry_run = !dry_run.is_empty();
     if !any_allow {
         cedar.push_str(
             "// No ALLOW policy applies, so Istio allows what no DENY policy matches.\n\
@@ -162,22 +198,20 @@ fn rule_policy(ctx: &Ctx<'_>, effect: &str, rule: &Rule) -> Result<String, Impor
     let from = match rule.from.as_slice() {
         [] => None,
         [single] => {
-            let mut source = single.source.clone_fields();
-            // Put one exact principal or namespace in the policy scope, where
-            // the engine's index can use it.
-            if let [p] = source.principals.as_slice()
+            let mut source = single.source.clone();
+            // Put one exact principal in the policy scope, where the
+            // engine's index can use it.
+            let principals = ctx.principals(&source.principals);
+            if let [p] = principals.as_slice()
                 && !p.contains('*')
+                && source.service_accounts.is_empty()
+                && source.not_service_accounts.is_empty()
             {
                 principal_scope = format!(
                     "principal == Mesh::Workload::\"{}\"",
                     escape(&format!("spiffe://{p}"))
                 );
                 source.principals.clear();
-            } else if let [ns] = source.namespaces.as_slice()
-                && !ns.contains('*')
-            {
-                principal_scope = format!("principal in Mesh::Namespace::\"{}\"", escape(ns));
-                source.namespaces.clear();
             }
             source_clause(ctx, &source)?
         }
@@ -208,51 +242,106 @@ fn rule_policy(ctx: &Ctx<'_>, effect: &str, rule: &Rule) -> Result<String, Impor
     ))
 }
 
-impl Source {
-    fn clone_fields(&self) -> Source {
-        Source {
-            principals: self.principals.clone(),
-            not_principals: self.not_principals.clone(),
-            request_principals: self.request_principals.clone(),
-            not_request_principals: self.not_request_principals.clone(),
-            namespaces: self.namespaces.clone(),
-            not_namespaces: self.not_namespaces.clone(),
-            ip_blocks: self.ip_blocks.clone(),
-            not_ip_blocks: self.not_ip_blocks.clone(),
-            remote_ip_blocks: self.remote_ip_blocks.clone(),
-            not_remote_ip_blocks: self.not_remote_ip_blocks.clone(),
+impl Ctx<'_> {
+    /// Principals as Istio matches them: each naming the mesh's trust
+    /// domain, one of its aliases or `cluster.local` stands for all of them.
+    fn principals(&self, values: &[String]) -> Vec<String> {
+        let mut bundle = vec![self.options.trust_domain.clone()];
+        bundle.extend(self.options.trust_domain_aliases.iter().cloned());
+        let mut out = Vec::new();
+        for principal in values {
+            let parts: Vec<&str> = principal.split('/').collect();
+            let td = match parts.as_slice() {
+                [td, _, _, _, _] if *td != "*" => *td,
+                // Not `<td>/ns/<ns>/sa/<sa>`, or any trust domain: as is.
+                _ => {
+                    out.push(principal.clone());
+                    continue;
+                }
+            };
+            if !(td_matches(td, &bundle) || td == "cluster.local") {
+                out.push(principal.clone());
+                continue;
+            }
+            let rest = parts.get(1..).unwrap_or_default().join("/");
+            for alias in &bundle {
+                let rewritten = if suffix_pattern(alias, td) {
+                    principal.clone()
+                } else {
+                    format!("{alias}/{rest}")
+                };
+                if !out.contains(&rewritten) {
+                    out.push(rewritten);
+                }
+            }
         }
+        out
     }
+}
+
+/// Whether `td` matches one of `bundle`, either side holding the pattern.
+fn td_matches(td: &str, bundle: &[String]) -> bool {
+    bundle.iter().any(|s| {
+        td == s
+            || s == "*"
+            || prefix_pattern(td, s)
+            || prefix_pattern(s, td)
+            || suffix_pattern(td, s)
+            || suffix_pattern(s, td)
+    })
+}
+
+fn prefix_pattern(a: &str, pattern: &str) -> bool {
+    pattern.strip_suffix('*').is_some_and(|p| a.starts_with(p))
+}
+
+fn suffix_pattern(a: &str, pattern: &str) -> bool {
+    pattern.strip_prefix('*').is_some_and(|p| a.ends_with(p))
 }
 
 fn source_clause(ctx: &Ctx<'_>, s: &Source) -> Result<Clause, ImportError> {
     if !s.remote_ip_blocks.is_empty() || !s.not_remote_ip_blocks.is_empty() {
         return Err(ctx.unsupported("`remoteIpBlocks` (requests carry no original client address)"));
     }
+    if s.trust_domains.is_some() || s.not_trust_domains.is_some() {
+        return Err(ctx.unsupported(
+            "`trustDomains`/`notTrustDomains` (not a field of Istio's AuthorizationPolicy source: match trust domains in `principals`)",
+        ));
+    }
+    let by_sa = !s.service_accounts.is_empty() || !s.not_service_accounts.is_empty();
+    let by_name = !s.principals.is_empty()
+        || !s.not_principals.is_empty()
+        || !s.namespaces.is_empty()
+        || !s.not_namespaces.is_empty();
+    if by_sa && by_name {
+        return Err(ctx.unsupported(
+            "`serviceAccounts` with `principals` or `namespaces` in one source (Istio refuses the combination)",
+        ));
+    }
+    let namespace = |field: &'static str| move |v: &str| namespace(ctx, field, v);
+    let sa = |field: &'static str| move |v: &str| service_account(ctx, field, v);
+    let rp = |field: &'static str| move |v: &str| request_principal(ctx, field, v);
     Ok(all(vec![
-        field(&s.principals, |v| Ok(principal(v)))?,
-        not(field(&s.not_principals, |v| Ok(principal(v)))?),
-        field(&s.request_principals, |v| Ok(request_principal(v)))?,
-        not(field(&s.not_request_principals, |v| {
-            Ok(request_principal(v))
+        field(&ctx.principals(&s.principals), |v| Ok(principal(v)))?,
+        not(field(&ctx.principals(&s.not_principals), |v| {
+            Ok(principal(v))
         })?),
-        field(&s.namespaces, |v| Ok(namespace(v)))?,
-        not(field(&s.not_namespaces, |v| Ok(namespace(v)))?),
+        field(&s.request_principals, rp("requestPrincipals"))?,
+        not(field(
+            &s.not_request_principals,
+            rp("notRequestPrincipals"),
+        )?),
+        field(&s.namespaces, namespace("namespaces"))?,
+        not(field(&s.not_namespaces, namespace("notNamespaces"))?),
+        field(&s.service_accounts, sa("serviceAccounts"))?,
+        not(field(&s.not_service_accounts, sa("notServiceAccounts"))?),
         ip_blocks(ctx, "ipBlocks", &s.ip_blocks)?,
         not(ip_blocks(ctx, "notIpBlocks", &s.not_ip_blocks)?),
     ]))
 }
 
 fn operation_clause(ctx: &Ctx<'_>, o: &Operation) -> Result<Clause, ImportError> {
-    let host = |v: &str| {
-        if v.contains(':') {
-            Err(ctx.unsupported(format!(
-                "host `{v}` with a port (hosts are matched without one)"
-            )))
-        } else {
-            Ok(string_match("context.host", &v.to_ascii_lowercase()))
-        }
-    };
+    let host = |field: &'static str| move |v: &str| host(ctx, field, v);
     let port = |v: &str| port(ctx, "ports", v);
     let path = |v: &str| {
         if v.contains('{') {
@@ -263,8 +352,8 @@ fn operation_clause(ctx: &Ctx<'_>, o: &Operation) -> Result<Clause, ImportError>
     };
     let method = |v: &str| Ok(string_match("context.method", v));
     Ok(all(vec![
-        field(&o.hosts, host)?,
-        not(field(&o.not_hosts, host)?),
+        field(&o.hosts, host("hosts"))?,
+        not(field(&o.not_hosts, host("notHosts"))?),
         field(&o.ports, port)?,
         not(field(&o.not_ports, port)?),
         field(&o.methods, method)?,
@@ -289,10 +378,18 @@ fn condition_clause(ctx: &Ctx<'_>, c: &Condition) -> Result<Clause, ImportError>
         .strip_prefix("request.headers[")
         .and_then(|k| k.strip_suffix(']'))
     {
+        // Envoy matches a header on all its values joined with `,` (the
+        // `headers` tags), and `*` on its presence, even empty.
         let name = escape(&name.to_ascii_lowercase());
         let tag = format!("context.headers.getTag(\"{name}\")");
         let present = format!("context.headers.hasTag(\"{name}\")");
-        return both(&|v| Ok(format!("({present} && {})", string_match(&tag, v))));
+        return both(&|v| {
+            if v == "*" {
+                Ok(present.clone())
+            } else {
+                Ok(format!("({present} && {})", string_match(&tag, v)))
+            }
+        });
     }
     if let Some(rest) = key.strip_prefix("request.auth.claims") {
         let path = claim_path(rest)
@@ -304,20 +401,18 @@ fn condition_clause(ctx: &Ctx<'_>, c: &Condition) -> Result<Clause, ImportError>
             ip_blocks(ctx, key, &c.values)?,
             not(ip_blocks(ctx, key, &c.not_values)?),
         ])),
-        "source.namespace" => both(&|v| Ok(namespace(v))),
-        "source.principal" => both(&|v| Ok(principal(v))),
-        "request.auth.principal" => both(&|v| Ok(request_principal(v))),
+        "source.namespace" => both(&|v| namespace(ctx, key, v)),
+        "source.principal" => Ok(all(vec![
+            field(&ctx.principals(&c.values), |v| Ok(principal(v)))?,
+            not(field(&ctx.principals(&c.not_values), |v| Ok(principal(v)))?),
+        ])),
+        "request.auth.principal" => both(&|v| request_principal(ctx, key, v)),
         "request.auth.audiences" => both(&|v| {
-            if v == "*" {
-                Ok("(context has user && !context.user.audiences.isEmpty())".to_owned())
-            } else if v.starts_with('*') || v.ends_with('*') {
-                Err(ctx.unsupported(format!("prefix or suffix match `{v}` on `{key}`")))
-            } else {
-                Ok(format!(
-                    "(context has user && context.user.audiences.contains(\"{}\"))",
-                    escape(v)
-                ))
-            }
+            claim_value(ctx, key, v)?;
+            Ok(format!(
+                "(context has user && context.user.audiences.contains(\"{}\"))",
+                escape(v)
+            ))
         }),
         "request.auth.presenter" => both(&|v| claim(ctx, key, "azp", v)),
         "destination.port" => both(&|v| port(ctx, key, v)),
@@ -347,21 +442,34 @@ fn claim_path(rest: &str) -> Option<String> {
     (!segments.is_empty() && segments.iter().all(|s| !s.is_empty())).then(|| segments.join("."))
 }
 
-/// Claims are sets of strings (see the schema), so only exact and presence
-/// matches translate: Cedar cannot apply `like` to every element of a set.
-fn claim(ctx: &Ctx<'_>, key: &str, tag: &str, v: &str) -> Result<String, ImportError> {
-    let tag = escape(tag);
-    let present = format!("context has user && context.user.hasTag(\"{tag}\")");
+/// Istio matches claims among their string values only. meshward's claim
+/// tags are sets of strings that also hold numbers and booleans as their
+/// JSON text, and Cedar cannot apply `like` to every element of a set, so
+/// only exact values a number or boolean cannot also spell translate.
+fn claim_value(ctx: &Ctx<'_>, key: &str, v: &str) -> Result<(), ImportError> {
     if v == "*" {
-        Ok(format!("({present})"))
-    } else if v.starts_with('*') || v.ends_with('*') {
-        Err(ctx.unsupported(format!("prefix or suffix match `{v}` on `{key}`")))
-    } else {
-        Ok(format!(
-            "({present} && context.user.getTag(\"{tag}\").contains(\"{}\"))",
-            escape(v)
-        ))
+        return Err(ctx.unsupported(format!(
+            "presence match `*` on `{key}` (a number or boolean claim would match)"
+        )));
     }
+    if v.starts_with('*') || v.ends_with('*') {
+        return Err(ctx.unsupported(format!("prefix or suffix match `{v}` on `{key}`")));
+    }
+    if v == "true" || v == "false" || serde_json::from_str::<serde_json::Number>(v).is_ok() {
+        return Err(ctx.unsupported(format!(
+            "value `{v}` on `{key}` (a number or boolean claim would also match it, which Istio never matches)"
+        )));
+    }
+    Ok(())
+}
+
+fn claim(ctx: &Ctx<'_>, key: &str, tag: &str, v: &str) -> Result<String, ImportError> {
+    claim_value(ctx, key, v)?;
+    let tag = escape(tag);
+    Ok(format!(
+        "(context has user && context.user.hasTag(\"{tag}\") && context.user.getTag(\"{tag}\").contains(\"{}\"))",
+        escape(v)
+    ))
 }
 
 fn port(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
@@ -387,28 +495,211 @@ fn principal(v: &str) -> String {
     }
 }
 
-fn request_principal(v: &str) -> String {
-    if v == "*" {
-        "context has user".to_owned()
+/// Istio splits a request principal at its last `/` into the issuer and
+/// the subject and matches each: `*` as any non-empty value, a leading `*`
+/// as a suffix of the issuer (or of the subject, with no `/`), a trailing
+/// `*` as a prefix of the subject (or of the issuer, with no `/`).
+fn request_principal(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
+    const ISS: &str = "context.user.issuer";
+    const SUB: &str = "context.user.subject";
+    let nonempty = |e: &str| format!("{e} != \"\"");
+    let (iss, sub) = match v.rfind('/') {
+        Some(at) => (v.get(..at), v.get(at + 1..)),
+        None => (Some(v), None),
+    };
+    let iss = iss.unwrap_or_default();
+    // An exact match on an empty part would also match a token without
+    // the claim (meshward reads a missing or non-string claim as empty).
+    let exact = |e: &str, part: &str| {
+        if part.is_empty() {
+            Err(ctx.bad(
+                field,
+                v,
+                "names an empty issuer or subject, which a token without one would also match",
+            ))
+        } else {
+            Ok(format!("{e} == \"{}\"", escape(part)))
+        }
+    };
+    let (m_iss, m_sub) = if v == "*" {
+        (nonempty(ISS), nonempty(SUB))
+    } else if let Some(rest) = v.strip_prefix('*') {
+        match sub {
+            Some(sub) => {
+                let m_iss = if iss == "*" {
+                    nonempty(ISS)
+                } else {
+                    format!(
+                        "{ISS} like \"*{}\"",
+                        like_literal(iss.strip_prefix('*').unwrap_or(iss))
+                    )
+                };
+                (m_iss, exact(SUB, sub)?)
+            }
+            None => (
+                nonempty(ISS),
+                format!("{SUB} like \"*{}\"", like_literal(rest)),
+            ),
+        }
+    } else if let Some(rest) = v.strip_suffix('*') {
+        match sub {
+            Some(sub) => {
+                let m_sub = if sub == "*" {
+                    nonempty(SUB)
+                } else {
+                    format!(
+                        "{SUB} like \"{}*\"",
+                        like_literal(sub.strip_suffix('*').unwrap_or(sub))
+                    )
+                };
+                (exact(ISS, iss)?, m_sub)
+            }
+            None => (
+                format!("{ISS} like \"{}*\"", like_literal(rest)),
+                nonempty(SUB),
+            ),
+        }
     } else {
-        format!(
-            "(context has user && {})",
-            string_match("context.user.request_principal", v)
-        )
-    }
+        (exact(ISS, iss)?, exact(SUB, sub.unwrap_or_default())?)
+    };
+    Ok(format!("(context has user && {m_iss} && {m_sub})"))
 }
 
-fn namespace(v: &str) -> String {
-    if v == "*" {
-        "principal has namespace".to_owned()
-    } else if v.contains('*') {
-        format!(
-            "(principal has namespace && {})",
-            string_match("principal.namespace", v)
-        )
-    } else {
-        format!("principal in Mesh::Namespace::\"{}\"", escape(v))
+/// Characters Istio puts into a regular expression unescaped: names with
+/// any other character would match more than their text.
+fn plain_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Istio matches a namespace as `/ns/<ns>/` anywhere in the peer's SPIFFE
+/// ID (a `*` in it matching anything), not only IDs shaped
+/// `/ns/<ns>/sa/<sa>`.
+fn namespace(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
+    if !v.split('*').all(|p| p.is_empty() || plain_name(p)) {
+        return Err(ctx.bad(
+            field,
+            v,
+            "is not a namespace name (Istio would read it as a regular expression)",
+        ));
     }
+    // `*` is Istio's `.*`, Cedar's `*`: any text, empty included.
+    Ok(format!("principal.spiffe_id like \"*/ns/{v}/*\""))
+}
+
+/// Istio matches a service account `<ns>/<sa>` (or `<sa>`, in the policy's
+/// namespace) as `spiffe://<td>/ns/<ns>/.../sa/<sa>`, with anything between
+/// and `/...` after; SPIFFE IDs have no empty segments, so Cedar's `*`
+/// (which matches the empty text too) decides the same.
+fn service_account(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
+    let (ns, sa) = v.split_once('/').unwrap_or((ctx.namespace, v));
+    if !plain_name(ns) || !plain_name(sa) {
+        return Err(ctx.bad(
+            field,
+            v,
+            "is not `<namespace>/<name>` of plain names (no wildcards; Istio would read other characters as a regular expression)",
+        ));
+    }
+    let alts = [
+        format!("spiffe://*/ns/{ns}/sa/{sa}"),
+        format!("spiffe://*/ns/{ns}/*/sa/{sa}"),
+        format!("spiffe://*/ns/{ns}/sa/{sa}/*"),
+        format!("spiffe://*/ns/{ns}/*/sa/{sa}/*"),
+    ];
+    Ok(format!(
+        "({})",
+        alts.iter()
+            .map(|p| format!("principal.spiffe_id like \"{p}\""))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    ))
+}
+
+/// Istio compares a host, ignoring case, with the authority as the client
+/// sent it, port included (`example.com` is not `example.com:8080`). Cedar
+/// cannot lower-case, so the comparison goes through the canonical host
+/// (lower-cased, without a final dot or port) and the authority's text for
+/// the parts that have no case: its port and its final dot.
+fn host(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
+    const NO_PORT: &str = "!(context.authority like \"*:*\")";
+    let v = v.to_ascii_lowercase();
+    if v == "*" {
+        // Present: every request has an authority.
+        return Ok("true".to_owned());
+    }
+    if v.contains(['[', ']', '"', '\\']) || v.matches(':').count() > 1 {
+        return Err(ctx.bad(field, &v, "is not a host name with an optional port"));
+    }
+    let has_letter = |s: &str| s.bytes().any(|b| b.is_ascii_alphabetic());
+    // The authority's final dot, before the port if any.
+    let dot = |port: Option<&str>| match port {
+        Some(p) => format!("context.authority like \"*.:{}\"", like_literal(p)),
+        None => "context.authority like \"*.\"".to_owned(),
+    };
+    let dot_is = |want: bool, port: Option<&str>| {
+        if want {
+            dot(port)
+        } else {
+            format!("!({})", dot(port))
+        }
+    };
+    if let Some(suffix) = v.strip_prefix('*') {
+        if !has_letter(suffix) {
+            return Ok(format!(
+                "context.authority like \"*{}\"",
+                like_literal(suffix)
+            ));
+        }
+        if suffix.contains(':') {
+            return Err(ctx.unsupported(format!("host suffix `{v}` naming both a name and a port")));
+        }
+        let (stem, final_dot) = match suffix.strip_suffix('.') {
+            Some(s) => (s, true),
+            None => (suffix, false),
+        };
+        return Ok(format!(
+            "({NO_PORT} && {} && context.host like \"*{}\")",
+            dot_is(final_dot, None),
+            like_literal(stem)
+        ));
+    }
+    if let Some(prefix) = v.strip_suffix('*') {
+        if prefix.contains(':') {
+            return Err(ctx.unsupported(format!("host prefix `{v}` with a port")));
+        }
+        let mut alts = vec![format!("context.host like \"{}*\"", like_literal(prefix))];
+        // `api.` is also a prefix of the authority `api.:80` or `API.`.
+        if let Some(stem) = prefix.strip_suffix('.') {
+            alts.push(format!(
+                "(context.host == \"{}\" && (context.authority like \"*.\" || context.authority like \"*.:*\"))",
+                escape(stem)
+            ));
+        }
+        return Ok(format!("({})", alts.join(" || ")));
+    }
+    let (name, port) = match v.split_once(':') {
+        Some((n, p)) => {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ctx.bad(field, &v, "has a port that is not a number"));
+            }
+            (n, Some(p))
+        }
+        None => (v.as_str(), None),
+    };
+    let (stem, final_dot) = match name.strip_suffix('.') {
+        Some(s) => (s, true),
+        None => (name, false),
+    };
+    let port_clause = match port {
+        Some(p) => format!("context.authority like \"*:{}\"", like_literal(p)),
+        None => NO_PORT.to_owned(),
+    };
+    Ok(format!(
+        "(context.host == \"{}\" && {port_clause} && {})",
+        escape(stem),
+        dot_is(final_dot, port)
+    ))
 }
 
 fn ip_blocks(ctx: &Ctx<'_>, field: &str, blocks: &[String]) -> Result<Clause, ImportError> {
