@@ -697,7 +697,7 @@ fn request_principals_split_at_the_last_slash() {
 #[test]
 fn hosts_compare_the_authority_as_sent() {
     let e = engine(&policy(
-        "  rules: [{to: [{operation: {hosts: [\"Example.com\", \"api.example.com:8080\", \"*.svc\", \"web.*\", \"*:9090\"]}}]}]\n",
+        "  rules: [{to: [{operation: {hosts: [\"Example.com\", \"api.example.com:8080\", \"*.svc\", \"web.*\", \"*:9090\", \"local:80*\"]}}]}]\n",
     ));
     let at = |h: &str| allowed(&e, &req(Some(PRODUCTPAGE), "GET", h, "/"));
     assert!(at("example.com"));
@@ -716,6 +716,11 @@ fn hosts_compare_the_authority_as_sent() {
     assert!(at("WEB.shop:443"));
     assert!(at("other:9090"));
     assert!(!at("other:19091"));
+    assert!(at("LOCAL:8080"));
+    assert!(at("local:80"));
+    assert!(!at("local.:80"));
+    assert!(!at("local:90"));
+    assert!(!at("local"));
 }
 
 #[test]

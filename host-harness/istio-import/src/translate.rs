@@ -665,8 +665,17 @@ fn host(ctx: &Ctx<'_>, field: &str, v: &str) -> Result<String, ImportError> {
         ));
     }
     if let Some(prefix) = v.strip_suffix('*') {
-        if prefix.contains(':') {
-            return Err(ctx.unsupported(format!("host prefix `{v}` with a port")));
+        if let Some((name, port)) = prefix.split_once(':') {
+            // `name:` then a port starting with `port`: the authority's host
+            // is exactly `name`, with no final dot.
+            if name.is_empty() || name.ends_with('.') || name.contains('*') {
+                return Err(ctx.unsupported(format!("host prefix `{v}`")));
+            }
+            return Ok(format!(
+                "(context.host == \"{}\" && !(context.authority like \"*.:*\") && context.authority like \"*:{}*\")",
+                escape(name),
+                like_literal(port)
+            ));
         }
         let mut alts = vec![format!("context.host like \"{}*\"", like_literal(prefix))];
         // `api.` is also a prefix of the authority `api.:80` or `API.`.

@@ -1,0 +1,500 @@
+//! The Istio importer against Istio itself, as far as Istio's decisions are
+//! Envoy's: every AuthorizationPolicy in `tests/data/istio/rbac/` comes with
+//! the RBAC filter configuration Istio generates for it (written by hand
+//! after Istio's generator), and one real Envoy serves each policy twice,
+//! on one listener with that RBAC filter and on another with meshward's
+//! authorization filter running the importer's translation. A generated
+//! corpus of requests goes through both; every decision must be the same.
+//!
+//! Coverage: every source field (principals, namespaces, service accounts,
+//! IP blocks, each with its `not` form), every operation field (hosts with
+//! and without ports, ports, methods, paths), the `when` keys on headers,
+//! source namespace, principal and address, destination port and SNI; ALLOW,
+//! DENY, dry-run and an ALLOW without rules; principals across namespaces and
+//! trust domains, with the mesh's trust domain aliases; peers without a
+//! client certificate (Istio's PERMISSIVE mode). Not covered here: request
+//! principals, audiences, presenters and claims (JWTs), which Istio decides
+//! on metadata its own `istio_authn` filter writes, which upstream Envoy
+//! does not have; the importer's unit tests cover them.
+//!
+//! The suite sends each request of the corpus to one policy (round robin);
+//! `MESHWARD_RBAC_FULL=1` sends every request to every policy
+//! (`scripts/istio-rbac-differential`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshward_certs::{SpiffeCa, anonymous_client_config};
+use meshward_envoy::{Envoy, workspace_root};
+use meshward_istio_import::{ImportOptions, import};
+use meshward_tests::filter_wasm;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The corpus size: at least 1,000 requests.
+const CORPUS: usize = 1_008;
+
+/// The peers requests come from: `None` presents no client certificate.
+const PEERS: &[Option<&str>] = &[
+    None,
+    Some("cluster.local/ns/web/sa/frontend"),
+    Some("cluster.local/ns/web/sa/gateway"),
+    Some("cluster.local/ns/web/sa/admin"),
+    Some("cluster.local/ns/shop/sa/frontend"),
+    Some("cluster.local/ns/shop/sa/frontend-x"),
+    Some("cluster.local/ns/shop/sa/cart"),
+    Some("cluster.local/ns/team-a/sa/worker"),
+    Some("cluster.local/ns/webx/sa/frontend"),
+    Some("td2.example/ns/web/sa/admin"),
+    Some("td2.example/ns/ops/sa/tool"),
+    Some("td1/ns/web/sa/frontend"),
+    Some("td2/ns/web/sa/frontend"),
+    Some("td2/ns/shop/sa/cart"),
+    Some("td3/ns/shop/sa/cart"),
+    Some("example.org/region/eu/ns/web/sa/gateway"),
+    Some("example.org/ns/shop/cluster/c1/sa/frontend"),
+];
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+const PATHS: &[&str] = &[
+    "/",
+    "/api/v1",
+    "/api/",
+    "/api/private/x",
+    "/health",
+    "/healthz",
+    "/health?probe=1",
+    "/data.json",
+    "/x/y.json",
+    "/secure",
+    "/secure/area",
+    "/admin",
+    "/admin/x",
+    "/public/y",
+    "/api/../admin/x",
+    "//api//v1?x=1",
+];
+
+const AUTHORITIES: &[&str] = &[
+    "localhost",
+    "localhost:8443",
+    "LocalHost:9",
+    "example.com",
+    "EXAMPLE.com",
+    "example.com:8080",
+    "Example.COM.",
+    "api.example.com",
+    "api.example.com:8080",
+    "API.example.com:8080",
+    "api.example.com.:8080",
+    "a.example.com",
+    "reviews.svc.cluster.local",
+    "reviews.shop.svc.cluster.local:80",
+    "web.internal",
+    "web.shop",
+    "WEB.shop:443",
+];
+
+/// Header sets: repeated names are sent as separate lines.
+const HEADERS: &[&[(&str, &str)]] = &[
+    &[],
+    &[("x-debug", "1")],
+    &[("x-debug", "0"), ("x-debug", "1")],
+    &[("X-Debug", "on-call")],
+    &[("x-debug", "off")],
+    &[("x-token", "")],
+    &[("x-token", "t")],
+    &[("x-a", "a")],
+    &[("x-a", "a"), ("x-a", "b")],
+    &[("x-a", "b"), ("x-a", "a")],
+    &[("x-a", "a,b")],
+    &[("x-env", "")],
+    &[("x-env", "prod")],
+    &[("x-env", "staging")],
+    &[("x-env", "dev")],
+    &[("x-env", "prod"), ("x-env", "dev")],
+];
+
+/// One policy of `tests/data/istio/rbac/`, rendered for its two listeners.
+struct Case {
+    name: String,
+    /// The AuthorizationPolicy YAML, for the meshward listener's port.
+    policy: String,
+    /// The RBAC filter configuration, for the RBAC listener's port.
+    rbac: Value,
+    options: ImportOptions,
+    rbac_port: u16,
+    meshward_port: u16,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    trust_domain: Option<String>,
+    #[serde(default)]
+    trust_domain_aliases: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The files' documents: the policy, its RBAC configuration, and optionally
+/// the importer's options; `{{PORT}}` is the listener's port.
+fn load_cases() -> Vec<Case> {
+    let dir = workspace_root().join("tests/data/istio/rbac");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+            let docs: Vec<&str> = text.split("\n---\n").collect();
+            assert!(
+                (2..=3).contains(&docs.len()),
+                "{name}: expected the policy, its RBAC configuration and optional options"
+            );
+            let (rbac_port, meshward_port) = (free_port(), free_port());
+            let rbac: Value =
+                serde_yaml_ng::from_str(&docs[1].replace("{{PORT}}", &rbac_port.to_string()))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let extra: Options = docs
+                .get(2)
+                .map(|d| serde_yaml_ng::from_str(d).unwrap())
+                .unwrap_or_default();
+            let mut options = ImportOptions::default();
+            if let Some(td) = extra.trust_domain {
+                options.trust_domain = td;
+            }
+            options.trust_domain_aliases = extra.trust_domain_aliases;
+            Case {
+                name,
+                policy: docs[0].replace("{{PORT}}", &meshward_port.to_string()),
+                rbac,
+                options,
+                rbac_port,
+                meshward_port,
+            }
+        })
+        .collect()
+}
+
+/// The authorization filter's configuration for Cedar policies: the one
+/// place this test builds it (peer from the connection, plaintext peers
+/// evaluated as Istio's PERMISSIVE mode does).
+fn authz_filter_config(cedar: &str, dry_run: bool) -> String {
+    json!({
+        "cedar": {
+            "policies": cedar,
+            "mode": if dry_run { "dry_run" } else { "enforce" },
+            "require_peer_identity": false,
+        },
+        "peer_from": "connection",
+        "decision_log": "none",
+    })
+    .to_string()
+}
+
+fn listener(name: &str, port: u16, filter: Value, files: &BTreeMap<&str, String>) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{
+            "transport_socket": {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": false,
+                    "disable_stateless_session_resumption": true,
+                    "disable_stateful_session_resumption": true,
+                    "common_tls_context": {
+                        "tls_certificates": [{
+                            "certificate_chain": {"filename": files["cert"]},
+                            "private_key": {"filename": files["key"]},
+                        }],
+                        "alpn_protocols": ["http/1.1"],
+                        "validation_context": {"trusted_ca": {"filename": files["ca"]}},
+                    },
+                },
+            },
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": name,
+                    "normalize_path": true,
+                    "merge_slashes": true,
+                    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                    "route_config": {"virtual_hosts": [{
+                        "name": "all",
+                        "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}],
+                    }]},
+                    "http_filters": [filter, {
+                        "name": "envoy.filters.http.router",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                    }],
+                },
+            }],
+        }],
+    })
+}
+
+fn bootstrap(cases: &[Case], files: &BTreeMap<&str, String>) -> String {
+    let wasm = filter_wasm("meshward-authz-filter").display().to_string();
+    let mut listeners = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let mut rbac = case.rbac.clone();
+        rbac["@type"] = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC".into();
+        listeners.push(listener(
+            &format!("rbac_{i}"),
+            case.rbac_port,
+            json!({"name": "envoy.filters.http.rbac", "typed_config": rbac}),
+            files,
+        ));
+        let imported =
+            import(&case.policy, &case.options).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let config = authz_filter_config(&imported.cedar, imported.dry_run);
+        listeners.push(listener(
+            &format!("meshward_{i}"),
+            case.meshward_port,
+            json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": "meshward_authz",
+                        "root_id": "meshward_authz",
+                        "fail_open": false,
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": config,
+                        },
+                        "vm_config": {
+                            "vm_id": "meshward_authz",
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": {"local": {"filename": wasm}},
+                        },
+                    },
+                },
+            }),
+            files,
+        ));
+    }
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": listeners},
+    })
+    .to_string()
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    peer: usize,
+    method: &'static str,
+    path: &'static str,
+    authority: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+/// A deterministic corpus (xorshift from a fixed seed), so a failure names
+/// a request that can be sent again.
+fn corpus() -> Vec<Req> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    (0..CORPUS)
+        .map(|_| Req {
+            peer: next(PEERS.len()),
+            method: METHODS[next(METHODS.len())],
+            path: PATHS[next(PATHS.len())],
+            authority: AUTHORITIES[next(AUTHORITIES.len())],
+            headers: HEADERS[next(HEADERS.len())],
+        })
+        .collect()
+}
+
+/// Sends `req` over a fresh TLS connection, byte for byte as written here
+/// (HTTP/1.1, repeated headers as separate lines); returns the status.
+async fn send(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, req: &Req) -> u16 {
+    let mut text = format!(
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
+        req.method, req.path, req.authority
+    );
+    for (k, v) in req.headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("connection: close\r\n\r\n");
+    let io = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await?;
+        stream.write_all(text.as_bytes()).await?;
+        let mut response = Vec::new();
+        // A closed TLS stream without close_notify is an error after the
+        // response was read; the bytes read so far are what counts.
+        let _ = stream.read_to_end(&mut response).await;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(30), io)
+        .await
+        .unwrap_or_else(|_| panic!("no response from {addr} for {req:?}"))
+        .unwrap_or_else(|e| panic!("{addr} {req:?}: {e}"));
+    let line = String::from_utf8_lossy(&response);
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{addr} {req:?}: no status in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
+    let cases = load_cases();
+    assert!(cases.len() >= 15, "at least 15 policies");
+    let ca = SpiffeCa::new("cluster.local").unwrap();
+    let server = ca
+        .issue_local_server("spiffe://cluster.local/ns/shop/sa/app")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let files: BTreeMap<&str, String> = [
+        ("ca", write("ca.pem", &ca.cert_pem())),
+        ("cert", write("cert.pem", &server.cert_pem)),
+        ("key", write("key.pem", &server.key_pem)),
+    ]
+    .into_iter()
+    .collect();
+    let envoy = Envoy::start(&bootstrap(&cases, &files)).await.unwrap();
+
+    let clients: Vec<Arc<rustls::ClientConfig>> = PEERS
+        .iter()
+        .map(|peer| match peer {
+            None => anonymous_client_config(&ca).unwrap(),
+            Some(id) => ca
+                .issue(&format!("spiffe://{id}"), &[])
+                .unwrap()
+                .client_config(&ca)
+                .unwrap(),
+        })
+        .collect();
+    let full = std::env::var_os("MESHWARD_RBAC_FULL").is_some();
+    let corpus = corpus();
+    let mut jobs = Vec::new();
+    for (r, req) in corpus.iter().enumerate() {
+        for (c, case) in cases.iter().enumerate() {
+            if full || r % cases.len() == c {
+                jobs.push((req.clone(), c, case.rbac_port, case.meshward_port));
+            }
+        }
+    }
+    let total = jobs.len();
+    let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    let clients = Arc::new(clients);
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let jobs = jobs.clone();
+        let clients = clients.clone();
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let Some((req, c, rbac, meshward)) = jobs.lock().unwrap().pop() else {
+                    break;
+                };
+                let tls = clients[req.peer].clone();
+                let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+                let istio = send(at(rbac), tls.clone(), &req).await;
+                let ours = send(at(meshward), tls, &req).await;
+                out.push((req, c, istio, ours));
+            }
+            out
+        }));
+    }
+    let mut results = Vec::new();
+    for w in workers {
+        results.extend(w.await.unwrap());
+    }
+    assert_eq!(results.len(), total);
+
+    let mut differences = Vec::new();
+    let mut allowed = 0;
+    let mut decided_per_case = vec![[0usize; 2]; cases.len()];
+    for (req, c, istio, ours) in &results {
+        if istio != ours {
+            differences.push(format!(
+                "{}: Envoy RBAC {istio}, meshward {ours}: {:?} {req:?}",
+                cases[*c].name, PEERS[req.peer]
+            ));
+        }
+        if *istio == 200 {
+            allowed += 1;
+            decided_per_case[*c][0] += 1;
+        } else {
+            decided_per_case[*c][1] += 1;
+        }
+    }
+    differences.sort();
+    assert!(
+        differences.is_empty(),
+        "{} of {total} decisions differ:\n{}\n{}",
+        differences.len(),
+        differences.join("\n"),
+        envoy
+            .logs()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The corpus exercises both outcomes overall and for most policies.
+    assert!(
+        allowed > total / 10 && allowed < total * 9 / 10,
+        "{allowed}/{total} allowed"
+    );
+    let one_sided = decided_per_case
+        .iter()
+        .zip(&cases)
+        .filter(|(d, c)| {
+            (d[0] == 0 || d[1] == 0) && !c.name.contains("dry-run") && !c.name.contains("nothing")
+        })
+        .map(|(d, c)| format!("{} ({} allowed, {} denied)", c.name, d[0], d[1]))
+        .collect::<Vec<_>>();
+    assert!(
+        one_sided.len() <= 2,
+        "policies the corpus decides only one way: {one_sided:?}"
+    );
+    eprintln!(
+        "istio rbac differential: {total} requests over {} policies, {allowed} allowed, identical",
+        cases.len()
+    );
+}
+
+#[test]
+fn custom_policies_are_refused() {
+    let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: shop}\nspec:\n  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n";
+    let err = import(yaml, &ImportOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("action `CUSTOM`"), "{err}");
+}
