@@ -17,6 +17,13 @@
 //! on metadata its own `istio_authn` filter writes, which upstream Envoy
 //! does not have; the importer's unit tests cover them.
 //!
+//! One difference is by design: Envoy matches a header condition on each
+//! value of a repeated header, which Cedar cannot express, so the
+//! translation (`headers_fail_closed`) is exact on headers sent once with no
+//! `,` and fails closed on the others. The comparison accepts exactly that:
+//! meshward denying where Envoy allows a request whose header the policy
+//! reads is repeated or holds a `,`; every other decision must be the same.
+//!
 //! The suite sends each request of the corpus to one policy (round robin);
 //! `MESHWARD_RBAC_FULL=1` sends every request to every policy
 //! (`scripts/istio-rbac-differential`).
@@ -175,7 +182,10 @@ fn load_cases() -> Vec<Case> {
                 .get(2)
                 .map(|d| serde_yaml_ng::from_str(d).unwrap())
                 .unwrap_or_default();
-            let mut options = ImportOptions::default();
+            let mut options = ImportOptions {
+                headers_fail_closed: true,
+                ..ImportOptions::default()
+            };
             if let Some(td) = extra.trust_domain {
                 options.trust_domain = td;
             }
@@ -331,9 +341,20 @@ fn corpus() -> Vec<Req> {
         .collect()
 }
 
-/// Sends `req` over a fresh TLS connection, byte for byte as written here
-/// (HTTP/1.1, repeated headers as separate lines); returns the status.
-async fn send(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, req: &Req) -> u16 {
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+}
+
+/// Sends `req` on `stream`, byte for byte as written here (HTTP/1.1,
+/// repeated headers as separate lines), and reads its response; returns
+/// the status and whether the connection stays open.
+async fn exchange(stream: &mut Tls, req: &Req) -> std::io::Result<(u16, bool)> {
     let mut text = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
         req.method, req.path, req.authority
@@ -341,29 +362,84 @@ async fn send(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, req: &Req) -> u1
     for (k, v) in req.headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
-    text.push_str("connection: close\r\n\r\n");
-    let io = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await?;
-        stream.write_all(text.as_bytes()).await?;
-        let mut response = Vec::new();
-        // A closed TLS stream without close_notify is an error after the
-        // response was read; the bytes read so far are what counts.
-        let _ = stream.read_to_end(&mut response).await;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(Duration::from_secs(30), io)
-        .await
-        .unwrap_or_else(|_| panic!("no response from {addr} for {req:?}"))
-        .unwrap_or_else(|e| panic!("{addr} {req:?}: {e}"));
-    let line = String::from_utf8_lossy(&response);
-    line.split(' ')
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head
+        .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{addr} {req:?}: no status in {line:?}"))
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if req.method != "HEAD" {
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await?;
+    }
+    Ok((status, !head.contains("connection: close")))
+}
+
+/// Sends each request on one connection as `peer` while it stays open.
+async fn send_all(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, reqs: &[Req]) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut stream: Option<Tls> = None;
+    for req in reqs {
+        let mut status = None;
+        for _attempt in 0..2 {
+            let mut s = match stream.take() {
+                Some(s) => s,
+                None => connect(addr, tls.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{addr}: {e}")),
+            };
+            let result = tokio::time::timeout(Duration::from_secs(30), exchange(&mut s, req))
+                .await
+                .unwrap_or_else(|_| panic!("no response from {addr} for {req:?}"));
+            if let Ok((code, open)) = result {
+                status = Some(code);
+                if open {
+                    stream = Some(s);
+                }
+                break;
+            }
+        }
+        out.push(status.unwrap_or_else(|| panic!("{addr}: no response for {req:?}")));
+    }
+    out
+}
+
+/// Whether Istio and meshward may decide `req` differently by design: the
+/// policy reads a header that is repeated or has a `,` in its value, where
+/// the translation fails closed (`headers_fail_closed`).
+fn fails_closed(case: &Case, req: &Req, istio: u16, ours: u16) -> bool {
+    if ours != 403 || istio != 200 {
+        return false;
+    }
+    req.headers.iter().any(|(name, value)| {
+        let name = name.to_ascii_lowercase();
+        let read = case
+            .policy
+            .to_ascii_lowercase()
+            .contains(&format!("request.headers[{name}]"));
+        let repeated = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+            .count()
+            > 1;
+        read && (repeated || value.contains(','))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,32 +478,38 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
         .collect();
     let full = std::env::var_os("MESHWARD_RBAC_FULL").is_some();
     let corpus = corpus();
-    let mut jobs = Vec::new();
+    // Per policy and peer, the requests in corpus order: one connection
+    // each to the RBAC and the meshward listener.
+    let mut groups: BTreeMap<(usize, usize), Vec<Req>> = BTreeMap::new();
     for (r, req) in corpus.iter().enumerate() {
-        for (c, case) in cases.iter().enumerate() {
+        for c in 0..cases.len() {
             if full || r % cases.len() == c {
-                jobs.push((req.clone(), c, case.rbac_port, case.meshward_port));
+                groups.entry((c, req.peer)).or_default().push(req.clone());
             }
         }
     }
-    let total = jobs.len();
+    let jobs: Vec<_> = groups
+        .into_iter()
+        .map(|((c, peer), reqs)| (c, peer, cases[c].rbac_port, cases[c].meshward_port, reqs))
+        .collect();
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
     let clients = Arc::new(clients);
     let mut workers = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..4 {
         let jobs = jobs.clone();
         let clients = clients.clone();
         workers.push(tokio::spawn(async move {
             let mut out = Vec::new();
             loop {
-                let Some((req, c, rbac, meshward)) = jobs.lock().unwrap().pop() else {
+                let Some((c, peer, rbac, meshward, reqs)) = jobs.lock().unwrap().pop() else {
                     break;
                 };
-                let tls = clients[req.peer].clone();
                 let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-                let istio = send(at(rbac), tls.clone(), &req).await;
-                let ours = send(at(meshward), tls, &req).await;
-                out.push((req, c, istio, ours));
+                let istio = send_all(at(rbac), clients[peer].clone(), &reqs).await;
+                let ours = send_all(at(meshward), clients[peer].clone(), &reqs).await;
+                for ((req, i), o) in reqs.into_iter().zip(istio).zip(ours) {
+                    out.push((req, c, i, o));
+                }
             }
             out
         }));
@@ -436,13 +518,17 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
     for w in workers {
         results.extend(w.await.unwrap());
     }
-    assert_eq!(results.len(), total);
+    let total = results.len();
+    assert_eq!(total, if full { CORPUS * cases.len() } else { CORPUS });
 
     let mut differences = Vec::new();
+    let mut closed = 0;
     let mut allowed = 0;
     let mut decided_per_case = vec![[0usize; 2]; cases.len()];
     for (req, c, istio, ours) in &results {
-        if istio != ours {
+        if istio != ours && fails_closed(&cases[*c], req, *istio, *ours) {
+            closed += 1;
+        } else if istio != ours {
             differences.push(format!(
                 "{}: Envoy RBAC {istio}, meshward {ours}: {:?} {req:?}",
                 cases[*c].name, PEERS[req.peer]
@@ -486,8 +572,11 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
         one_sided.len() <= 2,
         "policies the corpus decides only one way: {one_sided:?}"
     );
+    // Few enough that the rest of the corpus decides header rules.
+    assert!(closed < total / 20, "{closed} fail-closed header decisions");
     eprintln!(
-        "istio rbac differential: {total} requests over {} policies, {allowed} allowed, identical",
+        "istio rbac differential: {total} requests over {} policies, {allowed} allowed by Envoy RBAC; \
+         identical but for {closed} that meshward denies on repeated or comma-separated headers (fail closed)",
         cases.len()
     );
 }

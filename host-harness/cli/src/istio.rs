@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// An alias of it (`meshConfig.trustDomainAliases`); repeatable.
     #[arg(long = "trust-domain-alias", value_name = "TRUST_DOMAIN")]
     trust_domain_aliases: Vec<String>,
+    /// Translate header conditions other than presence, failing closed on
+    /// repeated or comma-separated header values (they cannot be exact).
+    #[arg(long)]
+    headers_fail_closed: bool,
     /// Print the engine configuration (JSON: the policies, the mode, and
     /// plaintext peers evaluated as Istio does) instead of the Cedar text.
     #[arg(long)]
@@ -44,6 +48,7 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     options.root_namespace = args.root_namespace;
     options.trust_domain = args.trust_domain;
     options.trust_domain_aliases = args.trust_domain_aliases;
+    options.headers_fail_closed = args.headers_fail_closed;
     if let Some(namespace) = &args.namespace {
         let mut labels = Vec::new();
         for label in &args.labels {

@@ -46,6 +46,13 @@ pub struct ImportOptions {
     /// trust domain, an alias or `cluster.local` also match the others, as
     /// Istio rewrites them.
     pub trust_domain_aliases: Vec<String>,
+    /// Translate `request.headers[...]` conditions other than presence,
+    /// which cannot be exact: Envoy matches each value of a repeated header
+    /// on its own, and Cedar cannot test every element of a set. With this,
+    /// a condition is exact on a header sent once with no `,` in its value;
+    /// on any other, an ALLOW rule does not match and a DENY rule does
+    /// (fail closed). Without it, such conditions are refused.
+    pub headers_fail_closed: bool,
 }
 
 impl Default for ImportOptions {
@@ -55,6 +62,7 @@ impl Default for ImportOptions {
             workload: None,
             trust_domain: "cluster.local".to_owned(),
             trust_domain_aliases: Vec::new(),
+            headers_fail_closed: false,
         }
     }
 }

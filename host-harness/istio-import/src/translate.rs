@@ -28,6 +28,9 @@ struct Ctx<'a> {
     /// The policy's namespace: a service account named without one is in it.
     namespace: &'a str,
     options: &'a ImportOptions,
+    /// An ALLOW policy: where a condition cannot be exact, its rules must
+    /// match less (a DENY policy's, more).
+    allow: bool,
 }
 
 impl Ctx<'_> {
@@ -94,6 +97,7 @@ pub(crate) fn import(yaml: &str, options: &ImportOptions) -> Result<Imported, Im
             policy: &name,
             namespace: &namespace,
             options,
+            allow: spec.action.as_deref().is_none_or(|a| a == "ALLOW"),
         };
         match doc
             .metadata
@@ -378,18 +382,7 @@ fn condition_clause(ctx: &Ctx<'_>, c: &Condition) -> Result<Clause, ImportError>
         .strip_prefix("request.headers[")
         .and_then(|k| k.strip_suffix(']'))
     {
-        // Envoy matches a header on all its values joined with `,` (the
-        // `headers` tags), and `*` on its presence, even empty.
-        let name = escape(&name.to_ascii_lowercase());
-        let tag = format!("context.headers.getTag(\"{name}\")");
-        let present = format!("context.headers.hasTag(\"{name}\")");
-        return both(&|v| {
-            if v == "*" {
-                Ok(present.clone())
-            } else {
-                Ok(format!("({present} && {})", string_match(&tag, v)))
-            }
-        });
+        return header_condition(ctx, key, name, c);
     }
     if let Some(rest) = key.strip_prefix("request.auth.claims") {
         let path = claim_path(rest)
@@ -427,6 +420,48 @@ fn condition_clause(ctx: &Ctx<'_>, c: &Condition) -> Result<Clause, ImportError>
         ))),
         _ => Err(ctx.unsupported(format!("condition on `{key}`"))),
     }
+}
+
+/// Envoy matches a header on each of its values (a repeated header
+/// matches if one value does), and `*` on its presence, even empty. Cedar
+/// has the values joined with `,` (`headers`), which is the one value when
+/// the header is sent once with no `,` in it: there the translation is
+/// exact; elsewhere it fails closed (see `headers_fail_closed`).
+fn header_condition(
+    ctx: &Ctx<'_>,
+    key: &str,
+    name: &str,
+    c: &Condition,
+) -> Result<Clause, ImportError> {
+    let name = escape(&name.to_ascii_lowercase());
+    let joined = format!("context.headers.getTag(\"{name}\")");
+    let present = format!("context.headers.hasTag(\"{name}\")");
+    let ambiguous = format!("{joined} like \"*,*\"");
+    // `surely`: matches only where the match is certain; otherwise where
+    // it is possible.
+    let one = |v: &str, surely: bool| -> Result<String, ImportError> {
+        if v == "*" {
+            return Ok(present.clone());
+        }
+        if !ctx.options.headers_fail_closed {
+            return Err(ctx.unsupported(format!(
+                "value `{v}` on `{key}` (Envoy matches each value of a repeated header, which Cedar cannot; `headers_fail_closed` translates it, failing closed on repeated or comma-separated values)"
+            )));
+        }
+        let m = string_match(&joined, v);
+        Ok(if surely {
+            format!("({present} && !({ambiguous}) && {m})")
+        } else {
+            format!("({present} && ({ambiguous} || {m}))")
+        })
+    };
+    // An ALLOW rule matches less where it cannot be sure, a DENY rule more;
+    // under `notValues` the sense turns.
+    let allow = ctx.allow;
+    Ok(all(vec![
+        field(&c.values, |v| one(v, allow))?,
+        not(field(&c.not_values, |v| one(v, !allow))?),
+    ]))
 }
 
 /// `[a][b]` to `a.b`, the tag name of a nested claim.
