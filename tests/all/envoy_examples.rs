@@ -191,14 +191,17 @@ async fn the_dry_run_example_reports_beside_rbac_shadow_rules() {
         Some(3)
     );
     assert_eq!(stat("wasmcustom.meshward_authz_allowed").await, Some(1));
-    assert_eq!(
-        stat("http.inbound.rbac.istio_dry_run_allow_shadow_denied").await,
-        Some(3)
-    );
-    assert_eq!(
-        stat("http.inbound.rbac.istio_dry_run_allow_shadow_allowed").await,
-        Some(1)
-    );
+    // Envoy's RBAC shadow counters, under the rules' stat prefix.
+    let stats = envoy.admin_get("/stats").await.unwrap();
+    let shadow = |suffix: &str| {
+        stats
+            .lines()
+            .find(|l| l.contains("istio_dry_run_allow_") && l.contains(suffix))
+            .and_then(|l| l.rsplit(": ").next())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert_eq!(shadow("shadow_denied"), Some(3), "{stats}");
+    assert_eq!(shadow("shadow_allowed"), Some(1), "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

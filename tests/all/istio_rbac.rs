@@ -182,10 +182,8 @@ fn load_cases() -> Vec<Case> {
                 .get(2)
                 .map(|d| serde_yaml_ng::from_str(d).unwrap())
                 .unwrap_or_default();
-            let mut options = ImportOptions {
-                headers_fail_closed: true,
-                ..ImportOptions::default()
-            };
+            let mut options = ImportOptions::default();
+            options.headers_fail_closed = true;
             if let Some(td) = extra.trust_domain {
                 options.trust_domain = td;
             }
