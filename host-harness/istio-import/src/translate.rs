@@ -445,7 +445,7 @@ fn header_condition(
         }
         if !ctx.options.headers_fail_closed {
             return Err(ctx.unsupported(format!(
-                "value `{v}` on `{key}` (Envoy matches each value of a repeated header, which Cedar cannot; `headers_fail_closed` translates it, failing closed on repeated or comma-separated values)"
+                "value `{v}` on `{key}` (Envoy matches each value of a repeated header, which Cedar cannot; the option `headers_fail_closed` (`--headers-fail-closed`) translates it, failing closed on repeated or comma-separated values)"
             )));
         }
         let m = string_match(&joined, v);
