@@ -12,10 +12,13 @@
 //! source namespace, principal and address, destination port and SNI; ALLOW,
 //! DENY, dry-run and an ALLOW without rules; principals across namespaces and
 //! trust domains, with the mesh's trust domain aliases; peers without a
-//! client certificate (Istio's PERMISSIVE mode). Not covered here: request
-//! principals, audiences, presenters and claims (JWTs), which Istio decides
-//! on metadata its own `istio_authn` filter writes, which upstream Envoy
-//! does not have; the importer's unit tests cover them.
+//! client certificate (Istio's PERMISSIVE mode); request principals,
+//! audiences, presenters and claims on JWTs with string, number, boolean
+//! and array claims. Istio decides on JWTs through metadata its own
+//! `istio_authn` filter writes, which upstream Envoy does not have: a small
+//! Lua filter after Envoy's `jwt_authn` writes it as Istio does (each claim
+//! as the list of its string values), and meshward's side verifies tokens
+//! in its identity filter.
 //!
 //! One difference is by design: Envoy matches a header condition on each
 //! value of a repeated header, which Cedar cannot express, so the
@@ -134,6 +137,9 @@ struct Case {
     /// The RBAC filter configuration, for the RBAC listener's port.
     rbac: Value,
     options: ImportOptions,
+    /// The policy reads the request's JWT: both listeners verify tokens
+    /// first (see [`jwt_filters`]).
+    jwt: bool,
     rbac_port: u16,
     meshward_port: u16,
 }
@@ -188,8 +194,10 @@ fn load_cases() -> Vec<Case> {
                 options.trust_domain = td;
             }
             options.trust_domain_aliases = extra.trust_domain_aliases;
+            let jwt = docs[0].contains("request.auth") || docs[0].contains("equestPrincipals");
             Case {
                 name,
+                jwt,
                 policy: docs[0].replace("{{PORT}}", &meshward_port.to_string()),
                 rbac,
                 options,
@@ -201,22 +209,28 @@ fn load_cases() -> Vec<Case> {
 }
 
 /// The authorization filter's configuration for Cedar policies: the one
-/// place this test builds it (peer from the connection, plaintext peers
-/// evaluated as Istio's PERMISSIVE mode does).
-fn authz_filter_config(cedar: &str, dry_run: bool) -> String {
+/// place this test builds it (plaintext peers evaluated as Istio's
+/// PERMISSIVE mode does; the peer from the connection, or from the identity
+/// filter where tokens are verified).
+fn authz_filter_config(cedar: &str, dry_run: bool, peer_from: &str) -> String {
     json!({
         "cedar": {
             "policies": cedar,
             "mode": if dry_run { "dry_run" } else { "enforce" },
             "require_peer_identity": false,
         },
-        "peer_from": "connection",
+        "peer_from": peer_from,
         "decision_log": "none",
     })
     .to_string()
 }
 
-fn listener(name: &str, port: u16, filter: Value, files: &BTreeMap<&str, String>) -> Value {
+fn listener(name: &str, port: u16, filters: Vec<Value>, files: &BTreeMap<&str, String>) -> Value {
+    let mut http_filters = filters;
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }));
     json!({
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -251,54 +265,165 @@ fn listener(name: &str, port: u16, filter: Value, files: &BTreeMap<&str, String>
                         "domains": ["*"],
                         "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}],
                     }]},
-                    "http_filters": [filter, {
-                        "name": "envoy.filters.http.router",
-                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-                    }],
+                    "http_filters": http_filters,
                 },
             }],
         }],
     })
 }
 
-fn bootstrap(cases: &[Case], files: &BTreeMap<&str, String>) -> String {
-    let wasm = filter_wasm("meshward-authz-filter").display().to_string();
+/// The token issuers both sides trust, all signing with one key.
+const ISSUERS: &[&str] = &[
+    "https://example.com",
+    "https://example.com/tenant1",
+    "https://idp.example.org",
+];
+
+/// Istio decides on JWTs through metadata: Envoy's `jwt_authn` verifies the
+/// token, and Istio's own `istio_authn` filter (not in upstream Envoy)
+/// writes `request.auth.claims` with each claim as a list of its string
+/// values (a string claim as a list of one; numbers, booleans and other
+/// elements left out), which the generated RBAC matches with `list_match`.
+/// This Lua filter writes that metadata the same way.
+const ISTIO_AUTHN_LUA: &str = r#"
+function envoy_on_request(h)
+  local meta = h:streamInfo():dynamicMetadata():get("envoy.filters.http.jwt_authn")
+  if meta == nil or meta["payload"] == nil then return end
+  local claims = {}
+  for k, v in pairs(meta["payload"]) do
+    if type(v) == "string" then
+      claims[k] = {v}
+    elseif type(v) == "table" then
+      local list = {}
+      for _, e in ipairs(v) do
+        if type(e) == "string" then list[#list + 1] = e end
+      end
+      if #list > 0 then claims[k] = list end
+    end
+  end
+  h:streamInfo():dynamicMetadata():set("istio_authn", "request.auth.claims", claims)
+end
+"#;
+
+/// The filters that verify tokens before the decision: Envoy's `jwt_authn`
+/// and the `istio_authn` stand-in for RBAC, meshward's identity filter for
+/// meshward; a request without a token passes both.
+fn jwt_filters(jwk: &Value) -> (Vec<Value>, Value) {
+    let jwks = json!({"keys": [jwk]}).to_string();
+    let mut providers = serde_json::Map::new();
+    let mut requirements = Vec::new();
+    for (i, issuer) in ISSUERS.iter().enumerate() {
+        providers.insert(
+            format!("p{i}"),
+            json!({
+                "issuer": issuer,
+                "local_jwks": {"inline_string": jwks},
+                "payload_in_metadata": "payload",
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            }),
+        );
+        requirements.push(json!({"provider_name": format!("p{i}")}));
+    }
+    requirements.push(json!({"allow_missing": {}}));
+    let envoy = vec![
+        json!({
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": providers,
+                "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": requirements}}}],
+            },
+        }),
+        json!({
+            "name": "envoy.filters.http.lua",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "default_source_code": {"inline_string": ISTIO_AUTHN_LUA},
+            },
+        }),
+    ];
+    let trust_domains: std::collections::BTreeSet<&str> = PEERS
+        .iter()
+        .flatten()
+        .filter_map(|p| p.split('/').next())
+        .collect();
+    let identity = json!({
+        "allowed_trust_domains": trust_domains,
+        "jwt": {
+            "providers": ISSUERS.iter().map(|i| json!({"issuer": i, "jwks": {"keys": [jwk]}})).collect::<Vec<_>>(),
+            "required": false,
+        },
+    });
+    (envoy, identity)
+}
+
+fn wasm_filter(package: &str, root_id: &str, configuration: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": root_id,
+                "root_id": root_id,
+                "fail_open": false,
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+                "vm_config": {
+                    "vm_id": root_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": filter_wasm(package).display().to_string()}},
+                },
+            },
+        },
+    })
+}
+
+fn bootstrap(cases: &[Case], files: &BTreeMap<&str, String>, jwk: &Value) -> String {
+    let (envoy_jwt, identity) = jwt_filters(jwk);
     let mut listeners = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let mut rbac = case.rbac.clone();
         rbac["@type"] = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC".into();
+        let mut rbac_filters = if case.jwt {
+            envoy_jwt.clone()
+        } else {
+            Vec::new()
+        };
+        rbac_filters.push(json!({"name": "envoy.filters.http.rbac", "typed_config": rbac}));
         listeners.push(listener(
             &format!("rbac_{i}"),
             case.rbac_port,
-            json!({"name": "envoy.filters.http.rbac", "typed_config": rbac}),
+            rbac_filters,
             files,
         ));
         let imported =
             import(&case.policy, &case.options).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let config = authz_filter_config(&imported.cedar, imported.dry_run);
+        let meshward_filters = if case.jwt {
+            vec![
+                wasm_filter(
+                    "meshward-identity-filter",
+                    "meshward_identity",
+                    &identity.to_string(),
+                ),
+                wasm_filter(
+                    "meshward-authz-filter",
+                    "meshward_authz",
+                    &authz_filter_config(&imported.cedar, imported.dry_run, "identity_filter"),
+                ),
+            ]
+        } else {
+            vec![wasm_filter(
+                "meshward-authz-filter",
+                "meshward_authz",
+                &authz_filter_config(&imported.cedar, imported.dry_run, "connection"),
+            )]
+        };
         listeners.push(listener(
             &format!("meshward_{i}"),
             case.meshward_port,
-            json!({
-                "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": "meshward_authz",
-                        "root_id": "meshward_authz",
-                        "fail_open": false,
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": config,
-                        },
-                        "vm_config": {
-                            "vm_id": "meshward_authz",
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": wasm}},
-                        },
-                    },
-                },
-            }),
+            meshward_filters,
             files,
         ));
     }
@@ -316,6 +441,8 @@ struct Req {
     path: &'static str,
     authority: &'static str,
     headers: &'static [(&'static str, &'static str)],
+    /// A bearer token (JWT policies' corpus).
+    token: Option<String>,
 }
 
 /// A deterministic corpus (xorshift from a fixed seed), so a failure names
@@ -335,8 +462,76 @@ fn corpus() -> Vec<Req> {
             path: PATHS[next(PATHS.len())],
             authority: AUTHORITIES[next(AUTHORITIES.len())],
             headers: HEADERS[next(HEADERS.len())],
+            token: None,
         })
         .collect()
+}
+
+/// An end-user token issuer: a P-256 key and its public JWK.
+struct Signer {
+    key: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl Signer {
+    fn new() -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der());
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
+        let mut jwk = serde_json::to_value(jwk).unwrap();
+        jwk["kid"] = "k1".into();
+        Self { key, jwk }
+    }
+
+    fn sign(&self, mut claims: Value) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["exp"] = (now + 3600).into();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+/// The corpus for policies on JWTs: mTLS peers (the identity filter
+/// verifies tokens after the peer), each method, and tokens whose claims
+/// are strings, numbers, booleans and arrays, or no token.
+fn jwt_corpus(signer: &Signer) -> Vec<Req> {
+    let claims = [
+        json!({"iss": "https://example.com", "sub": "alice", "groups": ["admins", "dev"], "aud": "api", "azp": "web", "tier": "gold"}),
+        json!({"iss": "https://example.com/tenant1", "sub": "bob", "groups": "guests", "aud": ["api", "x"], "azp": "web"}),
+        json!({"iss": "https://idp.example.org", "sub": "carol", "groups": [3, 4], "aud": "other", "azp": "web", "tier": "free"}),
+        json!({"iss": "https://idp.example.org", "sub": "mallory", "groups": true, "aud": "api"}),
+        // `sub` is a string here: Envoy's `jwt_authn` refuses a token whose
+        // `sub` is not (RFC 7519), meshward's identity filter accepts it.
+        json!({"iss": "https://example.com", "sub": "dave", "level": 42, "groups": ["blocked"], "azp": "cli"}),
+        json!({"iss": "https://idp.example.org", "sub": "bob", "groups": [], "aud": ["api"], "azp": "web", "tier": ["gold", 1]}),
+        json!({"iss": "https://example.com", "sub": "", "groups": "admins", "aud": "api", "azp": 7}),
+        json!({"iss": "https://example.com", "sub": "alice", "tier": "free", "azp": "web", "aud": ["x", "api"]}),
+        json!({"iss": "https://idp.example.org", "sub": "carol", "groups": ["admins", 5], "azp": ["web"], "tier": 3}),
+    ];
+    let mut tokens: Vec<Option<String>> =
+        claims.into_iter().map(|c| Some(signer.sign(c))).collect();
+    tokens.push(None);
+    let mut out = Vec::new();
+    for peer in [1, 4, 9, 15] {
+        for method in METHODS {
+            for token in &tokens {
+                out.push(Req {
+                    peer,
+                    method,
+                    path: "/api/v1",
+                    authority: "localhost",
+                    headers: &[],
+                    token: token.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -359,6 +554,9 @@ async fn exchange(stream: &mut Tls, req: &Req) -> std::io::Result<(u16, bool)> {
     );
     for (k, v) in req.headers {
         text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(token) = &req.token {
+        text.push_str(&format!("authorization: Bearer {token}\r\n"));
     }
     text.push_str("\r\n");
     stream.write_all(text.as_bytes()).await?;
@@ -461,7 +659,10 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
     ]
     .into_iter()
     .collect();
-    let envoy = Envoy::start(&bootstrap(&cases, &files)).await.unwrap();
+    let signer = Signer::new();
+    let envoy = Envoy::start(&bootstrap(&cases, &files, &signer.jwk))
+        .await
+        .unwrap();
 
     let clients: Vec<Arc<rustls::ClientConfig>> = PEERS
         .iter()
@@ -475,14 +676,25 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
         })
         .collect();
     let corpus = corpus();
+    let jwt_corpus = jwt_corpus(&signer);
     // Per policy and peer, the requests in corpus order: one connection
     // each to the RBAC and the meshward listener.
     let mut groups: BTreeMap<(usize, usize), Vec<Req>> = BTreeMap::new();
-    for req in &corpus {
-        for c in 0..cases.len() {
+    for (c, case) in cases.iter().enumerate() {
+        for req in if case.jwt { &jwt_corpus } else { &corpus } {
             groups.entry((c, req.peer)).or_default().push(req.clone());
         }
     }
+    let expected: usize = cases
+        .iter()
+        .map(|c| {
+            if c.jwt {
+                jwt_corpus.len()
+            } else {
+                corpus.len()
+            }
+        })
+        .sum();
     let jobs: Vec<_> = groups
         .into_iter()
         .map(|((c, peer), reqs)| (c, peer, cases[c].rbac_port, cases[c].meshward_port, reqs))
@@ -514,7 +726,7 @@ async fn meshward_decides_as_envoy_rbac_configured_by_istio() {
         results.extend(w.await.unwrap());
     }
     let total = results.len();
-    assert_eq!(total, CORPUS * cases.len());
+    assert_eq!(total, expected);
 
     let mut differences = Vec::new();
     let mut closed = 0;
