@@ -229,15 +229,49 @@ def wasm_filter(wasm: Path, root_id: str, config: str, vm_id: str | None = None)
 IDENTITY_CONFIG = json.dumps({"allowed_trust_domains": [TRUST_DOMAIN]})
 
 
+# `meshward compile` (when the CLI has it): the authorization filter loads
+# policies checked and compiled on the host; set by main() from --meshward.
+COMPILER: list[Path] = []
+
+
+def compile_config(text: str) -> str:
+    """The authorization filter's configuration as the filter loads it: its
+    Cedar text compiled by `meshward compile` when the CLI has that command
+    (the filter then refuses Cedar text), else as written."""
+    if not COMPILER:
+        return text
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(text)
+    try:
+        out = subprocess.run([str(COMPILER[0]), "compile", f.name], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise SystemExit(f"bench-envoy: `meshward compile` failed:\n{out.stderr}")
+    return json.dumps(json.loads(out.stdout))
+
+
+_AUTHZ: dict[tuple[int, str], str] = {}
+
+
 def authz_config(n: int, peer_from: str) -> str:
     # Istio sidecars log at `warning`; denials only, as a production setting.
-    return json.dumps(
-        {
-            "cedar": {"policies": cedar_text(mesh_policies(n))},
-            "peer_from": peer_from,
-            "decision_log": "denies",
-        }
-    )
+    key = (n, peer_from)
+    if key not in _AUTHZ:
+        _AUTHZ[key] = compile_config(json.dumps(
+            {
+                "cedar": {"policies": cedar_text(mesh_policies(n))},
+                "peer_from": peer_from,
+                "decision_log": "denies",
+            }
+        ))
+    return _AUTHZ[key]
+
+
+def chain_config(n: int) -> str:
+    return json.dumps({"identity": json.loads(IDENTITY_CONFIG), "authz": json.loads(authz_config(n, "identity_filter"))})
 
 
 @dataclass
@@ -260,6 +294,19 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
 
     def azf(n, peer_from):
         return wasm_filter(authz, "meshward_authz", authz_config(n, peer_from))
+
+    def shared_pair(n, module=authz):
+        # Both plugins load the authorization module, which also serves the
+        # identity root id: same code, vm_id and VM configuration, so Envoy
+        # runs them in one VM.
+        return [
+            wasm_filter(module, "meshward_identity", IDENTITY_CONFIG, "meshward"),
+            wasm_filter(module, "meshward_authz", authz_config(n, "identity_filter"), "meshward"),
+        ]
+
+    def chain(n, module=authz):
+        # One plugin, one HTTP context: identity, then authorization.
+        return [wasm_filter(module, "meshward", chain_config(n), "meshward")]
 
     # Experiments (`--experiments`): the same chain with other builds of the
     # modules (`--alt label=dir`), and with one vm_id for both plugins.
@@ -292,6 +339,9 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
         if ai.is_file():
             extra.append(Variant(f"identity@{label}", f"identity filter, {label}",
                                  [wasm_filter(ai, "meshward_identity", IDENTITY_CONFIG)], [ai]))
+        if aa.is_file():
+            extra.append(Variant(f"chain-10@{label}", f"identity + authz in one context, 10 policies, {label}",
+                                 chain(10, aa), [aa], True))
         if not (ai.is_file() and aa.is_file()):
             continue
         extra.append(
@@ -332,6 +382,11 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
             [identity, authz],
             True,
         ),
+        Variant("both-10-shared", "identity + authz, 10 policies, one module, one VM", shared_pair(10),
+                [authz], True),
+        Variant("chain-10", "identity + authz in one context (root id `meshward`), 10 policies", chain(10),
+                [authz], True),
+        Variant("chain-1000", "identity + authz in one context, 1,000 policies", chain(1000), [authz], True),
     ] + extra
 
 
@@ -675,6 +730,59 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+# The variants issue 10's targets are read on (both filters, 10 policies),
+# and the 1,000-policy variant each scales to.
+HEADLINE = (("both-10", "both-1000"), ("both-10-shared", None), ("chain-10", "chain-1000"))
+
+
+def targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
+    """Issue 10's targets for each way of running both filters, from the
+    same rounds: added CPU and resident memory over the trivial filter's
+    (medians of added over medians of added), time to ready, module size,
+    and the CPU at 1,000 policies over that at 10."""
+    by = {}
+    for s in samples:
+        by.setdefault((s.concurrency, s.round), {})[s.variant] = s
+    modules = {v.name: v.modules for v in vs}
+    labels = {v.name: v.label for v in vs}
+
+    def ratio(conc, name, base, key):
+        pairs = []
+        for (c, _), r in by.items():
+            if c == conc and name in r and base in r and "none" in r:
+                pairs.append((getattr(r[name], key) - getattr(r["none"], key),
+                              getattr(r[base], key) - getattr(r["none"], key)))
+        if not pairs or med([b for _, b in pairs]) <= 0:
+            return None
+        return med([a for a, _ in pairs]) / med([b for _, b in pairs])
+
+    def fmt(x, limit):
+        return "n/a" if x is None else f"{x:.1f} ×{' ✓' if x <= limit else ' ✗'}"
+
+    out = ["### Issue 10's targets (both filters; ✓ met, ✗ not met in this run)", "",
+           "| variant | conc | CPU × trivial, paced (≤ 3) | closed loop (≤ 3) | RSS gain × trivial (≤ 2) "
+           "| ready s (≤ 1) | largest module MB (≤ 1.5) | 1,000 / 10 policies CPU, paced (≤ 1.5) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, big in HEADLINE:
+        if name not in labels:
+            continue
+        size = max((m.stat().st_size for m in modules[name] if m.is_file()), default=0) / 1e6
+        for conc in args.concurrency:
+            ready = [r[name].ready_s for (c, _), r in by.items() if c == conc and name in r]
+            if not ready:
+                continue
+            scale = ratio(conc, big, name, "cpu_us_per_request") if big else None
+            out.append(
+                f"| {labels[name]} | {conc} | {fmt(ratio(conc, name, 'trivial', 'cpu_us_per_request'), 3)} | "
+                f"{fmt(ratio(conc, name, 'trivial', 'closed_cpu_us_per_request'), 3)} | "
+                f"{fmt(ratio(conc, name, 'trivial', 'rss_mib'), 2)} | "
+                f"{med(ready):.2f}{' ✓' if med(ready) <= 1 else ' ✗'} | "
+                f"{size:.2f}{' ✓' if size <= 1.5 else ' ✗'} | {fmt(scale, 1.5) if big else ''} |"
+            )
+    out.append("")
+    return out
+
+
 def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
     by = {}
     for s in samples:
@@ -732,6 +840,7 @@ def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
                 f"{col('load_avg'):.1f} |"
             )
         out.append("")
+    out.extend(targets(samples, vs, args))
     out.append(
         "CPU µs/req, p50, p99: at the paced load (each connection pauses `--pause-ms` after "
         "each response); CPU is the server's utime+stime over the requests it counted. max req/s: "
@@ -767,7 +876,13 @@ def main() -> int:
     p.add_argument("--report-from", type=Path, metavar="SAMPLES_JSON",
                    help="only print the table of an earlier run's samples.json (with its --alt, --concurrency)")
     p.add_argument("--smoke", action="store_true", help="one round, concurrency 1, 1 s: checks that every variant runs")
+    p.add_argument("--meshward", type=Path, default=ROOT / "target" / "debug" / "meshward",
+                   help="the meshward CLI, to compile the policies when it has `meshward compile`")
     args = p.parse_args()
+    if args.meshward.is_file() and subprocess.run(
+        [str(args.meshward), "compile", "--help"], capture_output=True
+    ).returncode == 0:
+        COMPILER.append(args.meshward)
     # Stop the Envoys (the `finally` blocks) when stopped ourselves.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:

@@ -12,6 +12,7 @@
 mod adversarial;
 mod authz_e2e;
 mod authz_harness;
+mod chain_harness;
 mod differential;
 mod envoy_configs;
 mod harness_conformance;

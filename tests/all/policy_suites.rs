@@ -53,13 +53,14 @@ impl Decide for WasmAuthz<'_> {
             req = req.header(k, v);
         }
         if let Some(peer) = &facts.peer {
-            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, peer.as_str());
-        }
-        if let Some(claims) = &facts.jwt_claims {
-            req = req.property(
-                meshward_filter_glue::JWT_CLAIMS_PROPERTY,
-                claims.to_string(),
-            );
+            let handover = meshward_filter_glue::Handover {
+                peer: peer.clone(),
+                jwt_claims: match &facts.jwt_claims {
+                    Some(serde_json::Value::Object(claims)) => Some(claims.clone()),
+                    _ => None,
+                },
+            };
+            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, handover.encode());
         }
         let exchange = plugin.send(req);
         let line = plugin
