@@ -237,3 +237,61 @@ async fn behind_the_identity_filter_a_spoofed_peer_header_is_ignored() {
         "spiffe://example.org/ns/web/sa/other"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_root_id_runs_identity_then_cedar_in_one_context() {
+    // One plugin of the authorization module under root id `meshward`:
+    // Envoy hands the module its root id, the module picks the chain.
+    let chain = FilterSpec {
+        wasm: filter_wasm("meshward-authz-filter"),
+        root_id: meshward_filter_modules::CHAIN.root_id.to_owned(),
+        plugin_config: serde_json::json!({
+            "identity": {"allowed_trust_domains": ["example.org"]},
+            "authz": {"cedar": {"policies": POLICY}},
+        })
+        .to_string(),
+    };
+    let sidecar = start(vec![chain]).await;
+    let frontend = sidecar.ca.issue(FRONTEND, &[]).unwrap();
+    let other = sidecar
+        .ca
+        .issue("spiffe://example.org/ns/web/sa/other", &[])
+        .unwrap();
+    // Peers alternate, each on its own connection: the facts kept per
+    // connection never answer for another one.
+    let cases = [
+        (Some(&frontend), "GET", "/api/orders", 200, None),
+        (Some(&other), "GET", "/api/orders", 403, Some("no_permit")),
+        (None, "GET", "/api/orders", 403, Some("no_peer_identity")),
+        (Some(&frontend), "GET", "/api/orders", 200, None),
+        (
+            Some(&frontend),
+            "DELETE",
+            "/api/orders",
+            403,
+            Some("no_permit"),
+        ),
+    ];
+    for (svid, method, path, status, reason) in cases {
+        let resp = sidecar
+            .request(
+                svid,
+                &Request::new(method, path).header("x-meshward-peer-id", FRONTEND),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status, status, "{method} {path}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-meshward-deny-reason"),
+            reason,
+            "{method} {path}"
+        );
+    }
+    let stat = |name: &'static str| {
+        let envoy = &sidecar.envoy;
+        async move { envoy.stat(name).await.unwrap() }
+    };
+    assert_eq!(stat("wasmcustom.meshward_identity_denied").await, Some(1));
+    assert_eq!(stat("wasmcustom.meshward_authz_allowed").await, Some(2));
+    assert_eq!(stat("wasmcustom.meshward_authz_denied").await, Some(2));
+}

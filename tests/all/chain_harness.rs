@@ -178,13 +178,13 @@ fn the_authz_module_serves_the_identity_root_id() {
 #[test]
 fn the_hand_over_is_one_property() {
     let mut claims = serde_json::Map::new();
-    claims.insert("sub".into(), "alice".into());
+    claims.insert("groups".into(), serde_json::json!(["admins"]));
     let h = Handover {
         peer: PEER.parse().unwrap(),
         jwt_claims: Some(claims),
     };
     let config = serde_json::json!({
-        "cedar": {"policies": r#"@id("alice") permit(principal, action, resource) when { context has user && context.user.hasTag("sub") && context.user.getTag("sub") == "alice" };"#},
+        "cedar": {"policies": r#"@id("admins") permit(principal, action, resource) when { context has user && context.user.hasTag("groups") && context.user.getTag("groups").contains("admins") };"#},
         "peer_from": "identity_filter",
     });
     let mut plugin = module()
