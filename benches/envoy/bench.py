@@ -20,6 +20,7 @@ allocator holds), and the time from starting the process until admin
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -229,15 +231,28 @@ def wasm_filter(wasm: Path, root_id: str, config: str, vm_id: str | None = None)
 IDENTITY_CONFIG = json.dumps({"allowed_trust_domains": [TRUST_DOMAIN]})
 
 
+# The `meshward` binary (`scripts/bench-envoy` builds it): the filter loads
+# compiled policies, made by `meshward compile`.
+MESHWARD = Path(os.environ.get("MESHWARD_BIN", ROOT / "target" / "debug" / "meshward"))
+
+
+@functools.cache
 def authz_config(n: int, peer_from: str) -> str:
     # Istio sidecars log at `warning`; denials only, as a production setting.
-    return json.dumps(
+    config = json.dumps(
         {
             "cedar": {"policies": cedar_text(mesh_policies(n))},
             "peer_from": peer_from,
             "decision_log": "denies",
         }
     )
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        f.write(config)
+        f.flush()
+        out = subprocess.run([str(MESHWARD), "compile", f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"meshward compile: {out.stderr.strip()}")
+    return json.dumps(json.loads(out.stdout))
 
 
 @dataclass
