@@ -20,6 +20,7 @@ allocator holds), and the time from starting the process until admin
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -229,45 +231,28 @@ def wasm_filter(wasm: Path, root_id: str, config: str, vm_id: str | None = None)
 IDENTITY_CONFIG = json.dumps({"allowed_trust_domains": [TRUST_DOMAIN]})
 
 
-# `meshward compile` (when the CLI has it): the authorization filter loads
-# policies checked and compiled on the host; set by main() from --meshward.
-COMPILER: list[Path] = []
+# The `meshward` binary (`scripts/bench-envoy` builds it): the filter loads
+# compiled policies, made by `meshward compile`.
+MESHWARD = Path(os.environ.get("MESHWARD_BIN", ROOT / "target" / "debug" / "meshward"))
 
 
-def compile_config(text: str) -> str:
-    """The authorization filter's configuration as the filter loads it: its
-    Cedar text compiled by `meshward compile` when the CLI has that command
-    (the filter then refuses Cedar text), else as written."""
-    if not COMPILER:
-        return text
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        f.write(text)
-    try:
-        out = subprocess.run([str(COMPILER[0]), "compile", f.name], capture_output=True, text=True)
-    finally:
-        os.unlink(f.name)
-    if out.returncode != 0:
-        raise SystemExit(f"bench-envoy: `meshward compile` failed:\n{out.stderr}")
-    return json.dumps(json.loads(out.stdout))
-
-
-_AUTHZ: dict[tuple[int, str], str] = {}
-
-
+@functools.cache
 def authz_config(n: int, peer_from: str) -> str:
     # Istio sidecars log at `warning`; denials only, as a production setting.
-    key = (n, peer_from)
-    if key not in _AUTHZ:
-        _AUTHZ[key] = compile_config(json.dumps(
-            {
-                "cedar": {"policies": cedar_text(mesh_policies(n))},
-                "peer_from": peer_from,
-                "decision_log": "denies",
-            }
-        ))
-    return _AUTHZ[key]
+    config = json.dumps(
+        {
+            "cedar": {"policies": cedar_text(mesh_policies(n))},
+            "peer_from": peer_from,
+            "decision_log": "denies",
+        }
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        f.write(config)
+        f.flush()
+        out = subprocess.run([str(MESHWARD), "compile", f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"meshward compile: {out.stderr.strip()}")
+    return json.dumps(json.loads(out.stdout))
 
 
 def chain_config(n: int) -> str:
@@ -876,13 +861,7 @@ def main() -> int:
     p.add_argument("--report-from", type=Path, metavar="SAMPLES_JSON",
                    help="only print the table of an earlier run's samples.json (with its --alt, --concurrency)")
     p.add_argument("--smoke", action="store_true", help="one round, concurrency 1, 1 s: checks that every variant runs")
-    p.add_argument("--meshward", type=Path, default=ROOT / "target" / "debug" / "meshward",
-                   help="the meshward CLI, to compile the policies when it has `meshward compile`")
     args = p.parse_args()
-    if args.meshward.is_file() and subprocess.run(
-        [str(args.meshward), "compile", "--help"], capture_output=True
-    ).returncode == 0:
-        COMPILER.append(args.meshward)
     # Stop the Envoys (the `finally` blocks) when stopped ourselves.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:

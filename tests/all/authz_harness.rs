@@ -18,7 +18,7 @@ fn filter() -> &'static Filter {
 }
 
 fn config(policies: &str) -> String {
-    serde_json::json!({"cedar": {"policies": policies}}).to_string()
+    crate::compiled(serde_json::json!({"cedar": {"policies": policies}}))
 }
 
 #[test]

@@ -15,16 +15,26 @@ fn module() -> &'static Filter {
     FILTER.get_or_init(|| Host::new().unwrap().load(CHAIN.bytes).unwrap())
 }
 
-fn chain(policies: &str, peer: &str) -> Plugin {
-    let config = serde_json::json!({
+/// The chain's configuration, its authz part compiled as `meshward
+/// compile` compiles an authorization filter's.
+fn chain_config(authz: serde_json::Value) -> String {
+    let authz: serde_json::Value = serde_json::from_str(&crate::compiled(authz)).unwrap();
+    serde_json::json!({
         "identity": {"allowed_trust_domains": ["example.org"]},
-        "authz": {"cedar": {"policies": policies}, "decision_log": "all"},
-    });
+        "authz": authz,
+    })
+    .to_string()
+}
+
+fn chain(policies: &str, peer: &str) -> Plugin {
+    let config = chain_config(
+        serde_json::json!({"cedar": {"policies": policies}, "decision_log": "all"}),
+    );
     module()
         .start(
             PluginConfig::new()
                 .root_id(CHAIN.root_id)
-                .configuration(config.to_string())
+                .configuration(config)
                 .properties(&Properties::istio_inbound_mtls(peer, "")),
         )
         .unwrap()
@@ -133,13 +143,9 @@ fn connection_facts_are_kept_per_connection_only() {
         .start(
             PluginConfig::new()
                 .root_id(CHAIN.root_id)
-                .configuration(
-                    serde_json::json!({
-                        "identity": {"allowed_trust_domains": ["example.org"]},
-                        "authz": {"cedar": {"policies": everyone}},
-                    })
-                    .to_string(),
-                )
+                .configuration(chain_config(
+                    serde_json::json!({"cedar": {"policies": everyone}}),
+                ))
                 .properties(&props),
         )
         .unwrap();
@@ -188,7 +194,7 @@ fn the_hand_over_is_one_property() {
         "peer_from": "identity_filter",
     });
     let mut plugin = module()
-        .start(PluginConfig::new().configuration(config.to_string()))
+        .start(PluginConfig::new().configuration(crate::compiled(config)))
         .unwrap();
     let allowed = plugin.send(Request::get("/a").property(PEER_ID_PROPERTY, h.encode()));
     assert!(allowed.forwarded(), "{}", allowed.body_text());

@@ -159,19 +159,28 @@ mod tests {
 
     const PERMIT: &str = r#"@id(\"all\") permit(principal, action, resource);"#;
 
+    /// The authz part as `meshward compile` hands it to the filter.
+    fn authz() -> String {
+        meshward_policy_cedar::compile_filter_config(&format!(
+            r#"{{"cedar": {{"policies": "{PERMIT}"}}}}"#
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn accepts_both_parts_and_refuses_either_bad_part() {
+        let authz = authz();
         let good = format!(
-            r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}},
-                "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}}}"#
+            r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {authz}}}"#
         );
         assert!(ChainConfig::from_json(good.as_bytes()).is_ok());
         for bad in [
             String::new(),
             "{}".to_owned(),
-            format!(r#"{{"identity": {{"allowed_trust_domains": []}}, "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}}}"#),
-            r#"{"identity": {"allowed_trust_domains": ["example.org"]}, "authz": {"cedar": {"policies": "permit("}}}"#.to_owned(),
-            format!(r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}, "extra": 1}}"#),
+            format!(r#"{{"identity": {{"allowed_trust_domains": []}}, "authz": {authz}}}"#),
+            // Cedar text: the authz part must be compiled.
+            format!(r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}}}"#),
+            format!(r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {authz}, "extra": 1}}"#),
             r#"{"identity": {"allowed_trust_domains": ["example.org"]}}"#.to_owned(),
         ] {
             assert!(ChainConfig::from_json(bad.as_bytes()).is_err(), "accepted {bad}");

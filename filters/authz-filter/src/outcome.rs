@@ -181,10 +181,10 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshward_policy::{PolicyEngine, RequestFacts};
+    use meshward_policy::RequestFacts;
 
     fn decision(policies: &str) -> Decision {
-        let engine = PolicyEngine::from_policies(policies).unwrap();
+        let engine = meshward_policy_cedar::engine_from_policies(policies).unwrap();
         let facts = RequestFacts::new("GET", "api.local", "/x")
             .with_peer("spiffe://example.org/ns/a/sa/b".parse().unwrap());
         engine.decide(&facts)
