@@ -27,9 +27,8 @@ fn chain_config(authz: serde_json::Value) -> String {
 }
 
 fn chain(policies: &str, peer: &str) -> Plugin {
-    let config = chain_config(
-        serde_json::json!({"cedar": {"policies": policies}, "decision_log": "all"}),
-    );
+    let config =
+        chain_config(serde_json::json!({"cedar": {"policies": policies}, "decision_log": "all"}));
     module()
         .start(
             PluginConfig::new()

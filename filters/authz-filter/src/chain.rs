@@ -179,11 +179,18 @@ mod tests {
             "{}".to_owned(),
             format!(r#"{{"identity": {{"allowed_trust_domains": []}}, "authz": {authz}}}"#),
             // Cedar text: the authz part must be compiled.
-            format!(r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}}}"#),
-            format!(r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {authz}, "extra": 1}}"#),
+            format!(
+                r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {{"cedar": {{"policies": "{PERMIT}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"identity": {{"allowed_trust_domains": ["example.org"]}}, "authz": {authz}, "extra": 1}}"#
+            ),
             r#"{"identity": {"allowed_trust_domains": ["example.org"]}}"#.to_owned(),
         ] {
-            assert!(ChainConfig::from_json(bad.as_bytes()).is_err(), "accepted {bad}");
+            assert!(
+                ChainConfig::from_json(bad.as_bytes()).is_err(),
+                "accepted {bad}"
+            );
         }
     }
 }
