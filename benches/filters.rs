@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use meshward_harness::{Host, PluginConfig, Properties, Request};
 use meshward_identity::{AuthnConfig, PeerFacts, authenticate};
-use meshward_policy::{PolicyEngine, RequestFacts};
+use meshward_policy::RequestFacts;
+use meshward_policy_cedar::{compile_filter_config, engine_from_policies};
 
 const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
 const POLICY: &str = include_str!("../policies/demo/orders.cedar");
@@ -40,7 +41,10 @@ fn wasm_dirs() -> Vec<(String, PathBuf)> {
 }
 
 fn authz_config() -> String {
-    serde_json::json!({"cedar": {"policies": POLICY}, "decision_log": "none"}).to_string()
+    compile_filter_config(
+        &serde_json::json!({"cedar": {"policies": POLICY}, "decision_log": "none"}).to_string(),
+    )
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -58,7 +62,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filters - identity/mtls-allow - native", |b| {
         b.iter(|| authenticate(black_box(&authn), black_box(&facts), now).unwrap())
     });
-    let engine = PolicyEngine::from_policies(POLICY).unwrap();
+    let engine = engine_from_policies(POLICY).unwrap();
     let request = RequestFacts::new("GET", "orders.local", "/api/orders")
         .with_peer(FRONTEND.parse().unwrap())
         .with_header("user-agent", "bench");

@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime};
 use meshward_harness::{Filter, Host, LogLevel, Plugin, PluginConfig, Properties, Request};
 use meshward_identity::{AuthnConfig, PeerFacts, SpiffeId, authenticate};
 use meshward_policy::{PolicyEngine, RequestFacts};
+use meshward_policy_cedar::{CedarEngine, compile_filter_config};
 
 use self::mesh::{policy_set, request};
 
@@ -46,7 +47,7 @@ fn decide_indexed(engine: &PolicyEngine, facts: &RequestFacts, n: u64) {
     }
 }
 
-fn decide_cedar_full(engine: &PolicyEngine, facts: &RequestFacts, n: u64) {
+fn decide_cedar_full(engine: &CedarEngine, facts: &RequestFacts, n: u64) {
     for _ in 0..n {
         assert!(engine.decide_unindexed(black_box(facts)).allowed);
     }
@@ -58,15 +59,25 @@ fn decide_new_peer(engine: &PolicyEngine, peers: &[RequestFacts], n: u64) {
     }
 }
 
-fn configure(text: &str, n: u64) {
+/// What the filter does in `on_configure`: load the compiled policies.
+fn configure(compiled: &str, n: u64) {
     for _ in 0..n {
-        assert!(PolicyEngine::from_policies(black_box(text)).is_ok());
+        assert!(PolicyEngine::from_config(black_box(compiled).as_bytes()).is_ok());
+    }
+}
+
+/// What `meshward compile` does on the host: Cedar parses and validates,
+/// then the compiled form is written and loaded once.
+#[inline(never)]
+fn case_compile_10(config: &str, n: u64) {
+    for _ in 0..n {
+        assert!(compile_filter_config(black_box(config)).is_ok());
     }
 }
 
 struct Sized {
     indexed: fn(&PolicyEngine, &RequestFacts, u64),
-    full: fn(&PolicyEngine, &RequestFacts, u64),
+    full: fn(&CedarEngine, &RequestFacts, u64),
     new_peer: fn(&PolicyEngine, &[RequestFacts], u64),
     configure: fn(&str, u64),
 }
@@ -82,7 +93,7 @@ macro_rules! sized {
             decide_indexed(e, f, n)
         }
         #[inline(never)]
-        fn $full(e: &PolicyEngine, f: &RequestFacts, n: u64) {
+        fn $full(e: &CedarEngine, f: &RequestFacts, n: u64) {
             black_box($size);
             decide_cedar_full(e, f, n)
         }
@@ -204,12 +215,15 @@ fn wasm_cases(scale: impl Fn(u64) -> u64) {
     );
     let identity_config = r#"{"allowed_trust_domains": ["cluster.local"]}"#;
     let authz_config = |peer_from: &str| {
-        serde_json::json!({
-            "cedar": {"policies": policy_set_for_wasm()},
-            "peer_from": peer_from,
-            "decision_log": "denies",
-        })
-        .to_string()
+        compile_filter_config(
+            &serde_json::json!({
+                "cedar": {"policies": policy_set_for_wasm()},
+                "peer_from": peer_from,
+                "decision_log": "denies",
+            })
+            .to_string(),
+        )
+        .unwrap()
     };
     let host = Host::new().unwrap();
     let Ok(identity) = host.load_file(dir.join("meshward_identity_filter.wasm")) else {
@@ -287,16 +301,19 @@ fn main() {
 
     for &size in sizes {
         let text = policy_set(size);
-        let engine = PolicyEngine::from_policies(&text).unwrap();
+        let authoring = serde_json::json!({ "policies": text }).to_string();
+        let compiled = compile_filter_config(&authoring).unwrap();
+        // The filter's evaluator; Cedar's authorizer is the reference the
+        // `cedar_full` cases measure.
+        let engine = PolicyEngine::from_config(compiled.as_bytes()).unwrap();
+        let cedar = CedarEngine::from_policies(&text).unwrap();
         let facts = request(size);
-        // The first decision fills the engine's per-peer caches; the cases
-        // below measure the steady state, as the filter sees it on a
-        // keep-alive connection.
         assert!(engine.decide(&facts).allowed);
+        assert!(cedar.decide(&facts).allowed);
         let ([indexed, full_name, new_peer, configure_name], f) = sized(size);
         run(indexed, scale(500), |n| (f.indexed)(&engine, &facts, n));
         if size <= 1_000 {
-            run(full_name, scale(50), |n| (f.full)(&engine, &facts, n));
+            run(full_name, scale(50), |n| (f.full)(&cedar, &facts, n));
         }
         let peers: Vec<RequestFacts> = (0..512)
             .map(|i| {
@@ -306,7 +323,12 @@ fn main() {
             })
             .collect();
         run(new_peer, scale(500), |n| (f.new_peer)(&engine, &peers, n));
-        let times = scale(if size > 100 { 1 } else { 20 });
-        run(configure_name, times, |n| (f.configure)(&text, n));
+        let times = scale(if size > 100 { 5 } else { 50 });
+        run(configure_name, times, |n| (f.configure)(&compiled, n));
+        if size == 10 {
+            run("case_compile_10", scale(20), |n| {
+                case_compile_10(&authoring, n)
+            });
+        }
     }
 }

@@ -20,6 +20,7 @@ allocator holds), and the time from starting the process until admin
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -229,15 +231,32 @@ def wasm_filter(wasm: Path, root_id: str, config: str, vm_id: str | None = None)
 IDENTITY_CONFIG = json.dumps({"allowed_trust_domains": [TRUST_DOMAIN]})
 
 
+# The `meshward` binary (`scripts/bench-envoy` builds it): the filter loads
+# compiled policies, made by `meshward compile`.
+MESHWARD = Path(os.environ.get("MESHWARD_BIN", ROOT / "target" / "debug" / "meshward"))
+
+
+@functools.cache
 def authz_config(n: int, peer_from: str) -> str:
     # Istio sidecars log at `warning`; denials only, as a production setting.
-    return json.dumps(
+    config = json.dumps(
         {
             "cedar": {"policies": cedar_text(mesh_policies(n))},
             "peer_from": peer_from,
             "decision_log": "denies",
         }
     )
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        f.write(config)
+        f.flush()
+        out = subprocess.run([str(MESHWARD), "compile", f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"meshward compile: {out.stderr.strip()}")
+    return json.dumps(json.loads(out.stdout))
+
+
+def chain_config(n: int) -> str:
+    return json.dumps({"identity": json.loads(IDENTITY_CONFIG), "authz": json.loads(authz_config(n, "identity_filter"))})
 
 
 @dataclass
@@ -260,6 +279,19 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
 
     def azf(n, peer_from):
         return wasm_filter(authz, "meshward_authz", authz_config(n, peer_from))
+
+    def shared_pair(n, module=authz):
+        # Both plugins load the authorization module, which also serves the
+        # identity root id: same code, vm_id and VM configuration, so Envoy
+        # runs them in one VM.
+        return [
+            wasm_filter(module, "meshward_identity", IDENTITY_CONFIG, "meshward"),
+            wasm_filter(module, "meshward_authz", authz_config(n, "identity_filter"), "meshward"),
+        ]
+
+    def chain(n, module=authz):
+        # One plugin, one HTTP context: identity, then authorization.
+        return [wasm_filter(module, "meshward", chain_config(n), "meshward")]
 
     # Experiments (`--experiments`): the same chain with other builds of the
     # modules (`--alt label=dir`), and with one vm_id for both plugins.
@@ -292,6 +324,9 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
         if ai.is_file():
             extra.append(Variant(f"identity@{label}", f"identity filter, {label}",
                                  [wasm_filter(ai, "meshward_identity", IDENTITY_CONFIG)], [ai]))
+        if aa.is_file():
+            extra.append(Variant(f"chain-10@{label}", f"identity + authz in one context, 10 policies, {label}",
+                                 chain(10, aa), [aa], True))
         if not (ai.is_file() and aa.is_file()):
             continue
         extra.append(
@@ -332,6 +367,11 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
             [identity, authz],
             True,
         ),
+        Variant("both-10-shared", "identity + authz, 10 policies, one module, one VM", shared_pair(10),
+                [authz], True),
+        Variant("chain-10", "identity + authz in one context (root id `meshward`), 10 policies", chain(10),
+                [authz], True),
+        Variant("chain-1000", "identity + authz in one context, 1,000 policies", chain(1000), [authz], True),
     ] + extra
 
 
@@ -675,6 +715,59 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+# The variants issue 10's targets are read on (both filters, 10 policies),
+# and the 1,000-policy variant each scales to.
+HEADLINE = (("both-10", "both-1000"), ("both-10-shared", None), ("chain-10", "chain-1000"))
+
+
+def targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
+    """Issue 10's targets for each way of running both filters, from the
+    same rounds: added CPU and resident memory over the trivial filter's
+    (medians of added over medians of added), time to ready, module size,
+    and the CPU at 1,000 policies over that at 10."""
+    by = {}
+    for s in samples:
+        by.setdefault((s.concurrency, s.round), {})[s.variant] = s
+    modules = {v.name: v.modules for v in vs}
+    labels = {v.name: v.label for v in vs}
+
+    def ratio(conc, name, base, key):
+        pairs = []
+        for (c, _), r in by.items():
+            if c == conc and name in r and base in r and "none" in r:
+                pairs.append((getattr(r[name], key) - getattr(r["none"], key),
+                              getattr(r[base], key) - getattr(r["none"], key)))
+        if not pairs or med([b for _, b in pairs]) <= 0:
+            return None
+        return med([a for a, _ in pairs]) / med([b for _, b in pairs])
+
+    def fmt(x, limit):
+        return "n/a" if x is None else f"{x:.1f} ×{' ✓' if x <= limit else ' ✗'}"
+
+    out = ["### Issue 10's targets (both filters; ✓ met, ✗ not met in this run)", "",
+           "| variant | conc | CPU × trivial, paced (≤ 3) | closed loop (≤ 3) | RSS gain × trivial (≤ 2) "
+           "| ready s (≤ 1) | largest module MB (≤ 1.5) | 1,000 / 10 policies CPU, paced (≤ 1.5) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, big in HEADLINE:
+        if name not in labels:
+            continue
+        size = max((m.stat().st_size for m in modules[name] if m.is_file()), default=0) / 1e6
+        for conc in args.concurrency:
+            ready = [r[name].ready_s for (c, _), r in by.items() if c == conc and name in r]
+            if not ready:
+                continue
+            scale = ratio(conc, big, name, "cpu_us_per_request") if big else None
+            out.append(
+                f"| {labels[name]} | {conc} | {fmt(ratio(conc, name, 'trivial', 'cpu_us_per_request'), 3)} | "
+                f"{fmt(ratio(conc, name, 'trivial', 'closed_cpu_us_per_request'), 3)} | "
+                f"{fmt(ratio(conc, name, 'trivial', 'rss_mib'), 2)} | "
+                f"{med(ready):.2f}{' ✓' if med(ready) <= 1 else ' ✗'} | "
+                f"{size:.2f}{' ✓' if size <= 1.5 else ' ✗'} | {fmt(scale, 1.5) if big else ''} |"
+            )
+    out.append("")
+    return out
+
+
 def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
     by = {}
     for s in samples:
@@ -732,6 +825,7 @@ def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
                 f"{col('load_avg'):.1f} |"
             )
         out.append("")
+    out.extend(targets(samples, vs, args))
     out.append(
         "CPU µs/req, p50, p99: at the paced load (each connection pauses `--pause-ms` after "
         "each response); CPU is the server's utime+stime over the requests it counted. max req/s: "

@@ -16,7 +16,10 @@ use meshward_certs::SpiffeCa;
 use meshward_envoy::{BootstrapEdits, FilterSpec, Sidecar, SidecarSpec, workspace_root};
 use meshward_filter_glue::PEER_ID_PROPERTY;
 use meshward_harness::{Filter, Host, Plugin, PluginConfig, Properties, Request};
-use meshward_policy::{PathOptions, PolicyEngine, RequestFacts};
+use meshward_policy::{PathOptions, RequestFacts};
+use meshward_policy_cedar::engine_from_policies;
+
+use crate::compiled;
 use meshward_tests::filter_wasm;
 use rand::{Rng, SeedableRng};
 
@@ -138,7 +141,7 @@ fn native_facts(raw: &Raw, authority: &[u8]) -> RequestFacts {
 #[test]
 fn cases_natively() {
     for case in &cases_file().cases {
-        let engine = PolicyEngine::from_policies(policy(&case.policy)).unwrap();
+        let engine = engine_from_policies(policy(&case.policy)).unwrap();
         let facts = native_facts(&case.raw(), b"localhost:8443");
         let d = engine.decide(&facts);
         assert_eq!(
@@ -173,7 +176,7 @@ fn authz_plugin(config: &serde_json::Value) -> Plugin {
     authz_wasm()
         .start(
             PluginConfig::new()
-                .configuration(config.to_string())
+                .configuration(compiled(config))
                 .properties(&Properties::istio_inbound_mtls(FRONTEND, "")),
         )
         .unwrap()
@@ -287,11 +290,10 @@ fn authz_filter(policies: &str, peer_from: &str) -> FilterSpec {
     FilterSpec {
         wasm: filter_wasm("meshward-authz-filter"),
         root_id: "meshward_authz".to_owned(),
-        plugin_config: serde_json::json!({
+        plugin_config: compiled(serde_json::json!({
             "cedar": {"policies": policies},
             "peer_from": peer_from,
-        })
-        .to_string(),
+        })),
     }
 }
 
@@ -747,7 +749,7 @@ async fn random_requests_decide_as_the_native_engine() {
         .unwrap_or(9);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let policies = policy("walkaround");
-    let engine = PolicyEngine::from_policies(policies).unwrap();
+    let engine = engine_from_policies(policies).unwrap();
     let sidecar = sidecar(
         vec![identity_filter(), authz_filter(policies, "identity_filter")],
         BootstrapEdits {

@@ -7,7 +7,18 @@ use meshward_tests::filter_wasm;
 const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
 const POLICY: &str = include_str!("../../policies/demo/orders.cedar");
 
+use crate::compiled;
+
 fn authz(config: serde_json::Value) -> FilterSpec {
+    FilterSpec {
+        wasm: filter_wasm("meshward-authz-filter"),
+        root_id: "meshward_authz".to_owned(),
+        plugin_config: compiled(&config),
+    }
+}
+
+/// What the filter is handed as is: not compiled.
+fn authz_raw(config: &serde_json::Value) -> FilterSpec {
     FilterSpec {
         wasm: filter_wasm("meshward-authz-filter"),
         root_id: "meshward_authz".to_owned(),
@@ -175,11 +186,13 @@ async fn configured_deny_response_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_policy_is_refused() {
-    // `context.nope` is not in the schema: strict validation must refuse the
-    // whole configuration, and Envoy with it.
+    // `context.nope` is not in the schema: strict validation refuses it
+    // when compiling, and the filter refuses Cedar text it is handed
+    // uncompiled, and Envoy with it.
     let bad = serde_json::json!({"cedar": {"policies": "permit(principal, action, resource) when { context.nope };"}});
+    assert!(meshward_policy_cedar::compile_filter_config(&bad.to_string()).is_err());
     let err = match Sidecar::start(&SidecarSpec {
-        filters: vec![authz(bad)],
+        filters: vec![authz_raw(&bad)],
         trust_domain: "example.org".to_owned(),
     })
     .await
@@ -236,4 +249,65 @@ async fn behind_the_identity_filter_a_spoofed_peer_header_is_ignored() {
         logged[0]["principal"],
         "spiffe://example.org/ns/web/sa/other"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_root_id_runs_identity_then_cedar_in_one_context() {
+    // One plugin of the authorization module under root id `meshward`:
+    // Envoy hands the module its root id, the module picks the chain.
+    let chain = FilterSpec {
+        wasm: filter_wasm("meshward-authz-filter"),
+        root_id: meshward_filter_modules::CHAIN.root_id.to_owned(),
+        plugin_config: serde_json::json!({
+            "identity": {"allowed_trust_domains": ["example.org"]},
+            "authz": serde_json::from_str::<serde_json::Value>(&compiled(
+                serde_json::json!({"cedar": {"policies": POLICY}})
+            ))
+            .unwrap(),
+        })
+        .to_string(),
+    };
+    let sidecar = start(vec![chain]).await;
+    let frontend = sidecar.ca.issue(FRONTEND, &[]).unwrap();
+    let other = sidecar
+        .ca
+        .issue("spiffe://example.org/ns/web/sa/other", &[])
+        .unwrap();
+    // Peers alternate, each on its own connection: the facts kept per
+    // connection never answer for another one.
+    let cases = [
+        (Some(&frontend), "GET", "/api/orders", 200, None),
+        (Some(&other), "GET", "/api/orders", 403, Some("no_permit")),
+        (None, "GET", "/api/orders", 403, Some("no_peer_identity")),
+        (Some(&frontend), "GET", "/api/orders", 200, None),
+        (
+            Some(&frontend),
+            "DELETE",
+            "/api/orders",
+            403,
+            Some("no_permit"),
+        ),
+    ];
+    for (svid, method, path, status, reason) in cases {
+        let resp = sidecar
+            .request(
+                svid,
+                &Request::new(method, path).header("x-meshward-peer-id", FRONTEND),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status, status, "{method} {path}: {}", resp.text());
+        assert_eq!(
+            resp.header("x-meshward-deny-reason"),
+            reason,
+            "{method} {path}"
+        );
+    }
+    let stat = |name: &'static str| {
+        let envoy = &sidecar.envoy;
+        async move { envoy.stat(name).await.unwrap() }
+    };
+    assert_eq!(stat("wasmcustom.meshward_identity_denied").await, Some(1));
+    assert_eq!(stat("wasmcustom.meshward_authz_allowed").await, Some(2));
+    assert_eq!(stat("wasmcustom.meshward_authz_denied").await, Some(2));
 }

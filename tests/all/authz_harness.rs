@@ -18,7 +18,7 @@ fn filter() -> &'static Filter {
 }
 
 fn config(policies: &str) -> String {
-    serde_json::json!({"cedar": {"policies": policies}}).to_string()
+    crate::compiled(serde_json::json!({"cedar": {"policies": policies}}))
 }
 
 #[test]
@@ -57,7 +57,13 @@ fn an_evaluation_error_denies_and_is_counted() {
     assert_eq!(plugin.metric_value("meshward_authz_errors"), Some(1));
     assert_eq!(plugin.metric_value("meshward_authz_denied"), Some(1));
 
-    let allowed = plugin.send(Request::get("/").property("destination.port", 0_i64));
+    // Another port is another connection (the filter keeps connection
+    // facts per `connection.id`, as Envoy numbers connections).
+    let allowed = plugin.send(
+        Request::get("/")
+            .property("connection.id", 8_u64)
+            .property("destination.port", 0_i64),
+    );
     assert!(allowed.forwarded());
     assert_eq!(plugin.metric_value("meshward_authz_errors"), Some(1));
 }

@@ -639,7 +639,7 @@ async fn conformance_filter_matches_envoy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authz_filter_matches_envoy() {
-    let config = serde_json::json!({"cedar": {"policies": POLICY}}).to_string();
+    let config = crate::compiled(serde_json::json!({"cedar": {"policies": POLICY}}));
     let mut d = Differential::start(
         "meshward-authz-filter",
         "meshward_authz",

@@ -40,9 +40,9 @@ fn every_shipped_config_validates() {
         ("ROOT_ID_1", "meshward_authz".to_owned()),
         (
             "PLUGIN_CONFIG_1",
-            yaml_quote(
+            yaml_quote(&crate::compiled(
                 r#"{"cedar": {"policies": "permit(principal, action, resource);"}, "peer_from": "identity_filter"}"#,
-            ),
+            )),
         ),
         ("UPSTREAM_PORT", "8080".to_owned()),
     ]

@@ -329,9 +329,17 @@ fn committed_manifests_match_the_istio_crds() {
         .find(|p| p["spec"]["pluginName"] == AUTHZ.root_id)
         .unwrap()["spec"]["pluginConfig"];
     assert_eq!(authz["peer_from"], "identity_filter");
+    // The shipped plugin carries the demo policy compiled, exactly as
+    // `meshward compile policies/demo/orders.cedar` writes it.
     let demo =
         std::fs::read_to_string(workspace_root().join("policies/demo/orders.cedar")).unwrap();
-    assert_eq!(authz["cedar"]["policies"].as_str(), Some(demo.as_str()));
+    let compiled: serde_json::Value =
+        serde_json::from_str(&crate::compiled(serde_json::json!({ "policies": demo }))).unwrap();
+    assert_eq!(
+        authz["cedar"].clone(),
+        compiled,
+        "envoy-config/istio/wasmplugin-authz.yaml: `cedar` is not policies/demo/orders.cedar compiled"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 mod adversarial;
 mod authz_e2e;
 mod authz_harness;
+mod chain_harness;
 mod differential;
 mod envoy_configs;
 mod envoy_ecds;
@@ -23,3 +24,10 @@ mod istio_rbac;
 mod layering;
 mod policy_suites;
 mod wasm_imports;
+
+/// An authz filter configuration with its Cedar text compiled, as
+/// `meshward compile` hands it to the filter.
+pub(crate) fn compiled(config: impl std::fmt::Display) -> String {
+    meshward_policy_cedar::compile_filter_config(&config.to_string())
+        .unwrap_or_else(|e| panic!("{e}"))
+}

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use meshward_envoy::workspace_root;
 use meshward_harness::{Filter, Host, PluginConfig, Request};
-use meshward_policy::{
-    Decide, Decision, PolicyEngine, PolicyId, Reason, RequestFacts, Suite, run_suite,
-};
+use meshward_policy::{Decide, Decision, PolicyId, Reason, RequestFacts, Suite, run_suite};
 use meshward_tests::filter_wasm;
 
 /// The authorization filter as Envoy would run it behind meshward's identity
@@ -53,13 +51,14 @@ impl Decide for WasmAuthz<'_> {
             req = req.header(k, v);
         }
         if let Some(peer) = &facts.peer {
-            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, peer.as_str());
-        }
-        if let Some(claims) = &facts.jwt_claims {
-            req = req.property(
-                meshward_filter_glue::JWT_CLAIMS_PROPERTY,
-                claims.to_string(),
-            );
+            let handover = meshward_filter_glue::Handover {
+                peer: peer.clone(),
+                jwt_claims: match &facts.jwt_claims {
+                    Some(serde_json::Value::Object(claims)) => Some(claims.clone()),
+                    _ => None,
+                },
+            };
+            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, handover.encode());
         }
         let exchange = plugin.send(req);
         let line = plugin
@@ -108,6 +107,7 @@ fn reason(code: &str) -> Result<Reason, String> {
     [
         Reason::Permitted,
         Reason::Forbidden,
+        Reason::PolicyError,
         Reason::NoPermit,
         Reason::NoPeerIdentity,
         Reason::BadRequest,
@@ -162,10 +162,11 @@ fn native_engine_and_compiled_filter_agree_on_every_suite() {
     let mut checked = 0;
     for (path, suite, policies) in suites() {
         let engine_config = suite.config_json(&policies);
-        let mut native = PolicyEngine::from_config(engine_config.as_bytes())
+        let mut native = meshward_policy_cedar::engine_from_config(engine_config.as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let filter_config =
-            format!(r#"{{"cedar": {engine_config}, "peer_from": "identity_filter"}}"#);
+        let filter_config = crate::compiled(format!(
+            r#"{{"cedar": {engine_config}, "peer_from": "identity_filter"}}"#
+        ));
         let mut wasm = WasmAuthz {
             filter: &filter,
             config: filter_config,
@@ -206,7 +207,9 @@ fn the_comparison_sees_a_wrong_decision() {
     let (path, suite, _) = suites().remove(0);
     let mut wasm = WasmAuthz {
         filter: &filter,
-        config: r#"{"cedar": {"policies": "@id(\"everyone\") permit(principal, action, resource);"}, "peer_from": "identity_filter"}"#.to_owned(),
+        config: crate::compiled(
+            r#"{"cedar": {"policies": "@id(\"everyone\") permit(principal, action, resource);"}, "peer_from": "identity_filter"}"#,
+        ),
     };
     assert!(
         !run_suite(&mut wasm, &suite).is_empty(),

@@ -84,7 +84,9 @@ fn default_body() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Repr {
-    /// Passed verbatim to `PolicyEngine::from_config`.
+    /// The compiled policies (`meshward compile`), passed verbatim to
+    /// `PolicyEngine::from_config`; Cedar text is refused with a message
+    /// saying to compile it.
     cedar: serde_json::Value,
     #[serde(default)]
     peer_from: PeerFrom,
@@ -157,6 +159,12 @@ impl FilterConfig {
 mod tests {
     use super::*;
 
+    /// The configuration with its Cedar text compiled, as `meshward
+    /// compile` hands it to the filter.
+    fn compiled(json: &str) -> String {
+        meshward_policy_cedar::compile_filter_config(json).unwrap()
+    }
+
     const PERMIT: &str = r#"@id(\"all\") permit(principal, action, resource);"#;
 
     #[test]
@@ -170,7 +178,7 @@ mod tests {
                 "path_normalization": {{"merge_slashes": false, "escaped_slashes": "keep"}},
                 "path_not_normal": "refuse"}}"#
         );
-        let c = FilterConfig::from_json(json.as_bytes()).unwrap();
+        let c = FilterConfig::from_json(compiled(&json).as_bytes()).unwrap();
         assert_eq!(c.peer_from, PeerFrom::IdentityFilter);
         assert_eq!(c.identity_headers.peer_id, "x-peer");
         assert_eq!(c.identity_headers.jwt_claims, "x-meshward-jwt-claims");
@@ -184,7 +192,7 @@ mod tests {
     #[test]
     fn defaults_are_the_strict_ones() {
         let json = format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}}}"#);
-        let c = FilterConfig::from_json(json.as_bytes()).unwrap();
+        let c = FilterConfig::from_json(compiled(&json).as_bytes()).unwrap();
         assert_eq!(c.peer_from, PeerFrom::Connection);
         assert_eq!(c.deny, DenyResponse::default());
         assert_eq!(c.engine.mode(), meshward_policy::Mode::Enforce);
@@ -193,21 +201,33 @@ mod tests {
     }
 
     #[test]
+    fn cedar_text_is_refused_with_how_to_compile_it() {
+        let json = format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}}}"#);
+        let e = FilterConfig::from_json(json.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("meshward compile"), "{e}");
+    }
+
+    #[test]
     fn refuses_bad_configurations() {
+        // The compiled engine configuration, so each case is refused for
+        // its own fault.
+        let cedar = compiled(&format!(r#"{{"policies": "{PERMIT}"}}"#));
+        let audit = cedar.replacen(r#""mode":"enforce""#, r#""mode":"audit""#, 1);
+        assert_ne!(audit, cedar);
         for bad in [
             String::new(),
             "{}".to_owned(),
             r#"{"cedar": {"policies": "permit(principal, action, resource"}}"#.to_owned(),
             r#"{"cedar": {"policies": "permit(principal, action, resource) when { context.nope };"}}"#
                 .to_owned(),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "peer_from": "header"}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "deny": {{"status": 200}}}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "decison_log": "all"}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "path_not_normal": "ignore"}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "path_normalization": {{"merge": true}}}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}", "mode": "audit"}}}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "X-Peer"}}}}"#),
-            format!(r#"{{"cedar": {{"policies": "{PERMIT}"}}, "identity_headers": {{"peer_id": "x-a", "jwt_claims": "x-a"}}}}"#),
+            format!(r#"{{"cedar": {cedar}, "peer_from": "header"}}"#),
+            format!(r#"{{"cedar": {cedar}, "deny": {{"status": 200}}}}"#),
+            format!(r#"{{"cedar": {cedar}, "decison_log": "all"}}"#),
+            format!(r#"{{"cedar": {cedar}, "path_not_normal": "ignore"}}"#),
+            format!(r#"{{"cedar": {cedar}, "path_normalization": {{"merge": true}}}}"#),
+            format!(r#"{{"cedar": {audit}}}"#),
+            format!(r#"{{"cedar": {cedar}, "identity_headers": {{"peer_id": "X-Peer"}}}}"#),
+            format!(r#"{{"cedar": {cedar}, "identity_headers": {{"peer_id": "x-a", "jwt_claims": "x-a"}}}}"#),
         ] {
             assert!(FilterConfig::from_json(bad.as_bytes()).is_err(), "accepted {bad}");
         }

@@ -117,12 +117,8 @@ impl Outcome {
         })
     }
 
-    /// The decision log line, if `log` asks for one.
-    pub(crate) fn log_line(
-        &self,
-        log: DecisionLog,
-        subject: &Subject<'_>,
-    ) -> Option<(LogLevel, String)> {
+    /// The level of the decision log line, if `log` asks for one.
+    pub(crate) fn log_level(&self, log: DecisionLog) -> Option<LogLevel> {
         let wanted = match log {
             DecisionLog::All => true,
             DecisionLog::Denies => !matches!(self, Self::Allowed(_)),
@@ -131,6 +127,21 @@ impl Outcome {
         if !wanted {
             return None;
         }
+        Some(match self {
+            Self::Allowed(_) => LogLevel::Info,
+            Self::Denied(_) | Self::DryRunDenied(_) | Self::Misconfigured | Self::NotNormal => {
+                LogLevel::Warn
+            }
+        })
+    }
+
+    /// The decision log line, if `log` asks for one.
+    pub(crate) fn log_line(
+        &self,
+        log: DecisionLog,
+        subject: &Subject<'_>,
+    ) -> Option<(LogLevel, String)> {
+        let level = self.log_level(log)?;
         let decision = self.decision();
         let line = serde_json::json!({
             "decision": self.verdict(),
@@ -143,12 +154,6 @@ impl Outcome {
             "path": subject.path,
             "request_id": subject.request_id,
         });
-        let level = match self {
-            Self::Allowed(_) => LogLevel::Info,
-            Self::Denied(_) | Self::DryRunDenied(_) | Self::Misconfigured | Self::NotNormal => {
-                LogLevel::Warn
-            }
-        };
         Some((level, format!("meshward-authz decision {line}")))
     }
 
@@ -176,10 +181,10 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshward_policy::{PolicyEngine, RequestFacts};
+    use meshward_policy::RequestFacts;
 
     fn decision(policies: &str) -> Decision {
-        let engine = PolicyEngine::from_policies(policies).unwrap();
+        let engine = meshward_policy_cedar::engine_from_policies(policies).unwrap();
         let facts = RequestFacts::new("GET", "api.local", "/x")
             .with_peer("spiffe://example.org/ns/a/sa/b".parse().unwrap());
         engine.decide(&facts)

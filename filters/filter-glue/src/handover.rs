@@ -21,14 +21,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 use serde_json::{Map, Value};
 
-/// The property (filter state `wasm.meshward.peer_id`) holding the verified
-/// peer SPIFFE ID, in its canonical trust domain, as text.
+/// The property (filter state `wasm.meshward.peer_id`) holding the
+/// hand-over: the verified peer SPIFFE ID, in its canonical trust domain, as
+/// text; when the request carried a verified end-user token, followed by a
+/// newline and the token's claims as a JSON object. One property, so the
+/// hand-over costs one host call each way (a SPIFFE ID never contains a
+/// newline, so the split is unambiguous).
 pub const PEER_ID_PROPERTY: &str = "meshward.peer_id";
-
-/// The property (filter state `wasm.meshward.jwt_claims`) holding the
-/// verified end-user JWT claims as a JSON object; absent when the request
-/// carried no end-user token.
-pub const JWT_CLAIMS_PROPERTY: &str = "meshward.jwt_claims";
 
 /// What the identity filter verified about one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,22 +39,29 @@ pub struct Handover {
 }
 
 impl Handover {
-    /// The property values: the peer ID and, if any, the claims JSON.
-    pub fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
-        let claims = self
-            .jwt_claims
-            .as_ref()
-            .map(|c| Value::Object(c.clone()).to_string().into_bytes());
-        (self.peer.as_str().as_bytes().to_vec(), claims)
+    /// The property value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.peer.as_str().as_bytes().to_vec();
+        if let Some(claims) = &self.jwt_claims {
+            out.push(b'\n');
+            // Writing JSON into a `Vec` cannot fail for a map of JSON values.
+            serde_json::to_writer(&mut out, claims).ok();
+        }
+        out
     }
 
-    /// The hand-over from the property values. A peer that is not a SPIFFE
+    /// The hand-over from the property value. A peer that is not a SPIFFE
     /// ID, or claims that are not a JSON object, are no hand-over at all:
     /// a half-read identity must not decide anything.
-    pub fn decode(peer: Option<&[u8]>, claims: Option<&[u8]>) -> Option<Self> {
-        let peer = SpiffeId::from_bytes(peer?).ok()?;
+    pub fn decode(value: Option<&[u8]>) -> Option<Self> {
+        let value = value?;
+        let (peer, claims) = match value.iter().position(|&b| b == b'\n') {
+            Some(at) => (value.get(..at)?, Some(value.get(at + 1..)?)),
+            None => (value, None),
+        };
+        let peer = SpiffeId::from_bytes(peer).ok()?;
         let jwt_claims = match claims {
-            None | Some([]) => None,
+            None => None,
             Some(json) => match serde_json::from_slice(json).ok()? {
                 Value::Object(map) => Some(map),
                 _ => return None,
@@ -67,20 +73,13 @@ impl Handover {
     /// Publishes the hand-over in this request's filter state. Call it only
     /// for a request the identity filter lets through.
     pub fn publish(&self) -> Result<(), Status> {
-        let (peer, claims) = self.encode();
-        hostcalls::set_property(vec![PEER_ID_PROPERTY], Some(&peer))?;
-        if let Some(claims) = claims {
-            hostcalls::set_property(vec![JWT_CLAIMS_PROPERTY], Some(&claims))?;
-        }
-        Ok(())
+        hostcalls::set_property(vec![PEER_ID_PROPERTY], Some(&self.encode()))
     }
 
     /// Reads the hand-over of this request, if the identity filter published
     /// one earlier in the chain.
     pub fn read() -> Option<Self> {
-        let peer = crate::property(&[PEER_ID_PROPERTY]);
-        let claims = crate::property(&[JWT_CLAIMS_PROPERTY]);
-        Self::decode(peer.as_deref(), claims.as_deref())
+        Self::decode(crate::property(&[PEER_ID_PROPERTY]).as_deref())
     }
 }
 
@@ -102,25 +101,24 @@ mod tests {
                 jwt_claims: Some(claims),
             },
         ] {
-            let (peer, claims) = h.encode();
-            assert_eq!(Handover::decode(Some(&peer), claims.as_deref()), Some(h));
+            assert_eq!(Handover::decode(Some(&h.encode())), Some(h));
         }
     }
 
     #[test]
     fn anything_malformed_is_no_identity() {
-        let peer = b"spiffe://example.org/a".as_slice();
-        assert!(Handover::decode(None, None).is_none());
-        assert!(Handover::decode(Some(b"\xff"), None).is_none());
-        assert!(Handover::decode(Some(b"https://example.org/a"), None).is_none());
-        assert!(Handover::decode(Some(peer), Some(b"[1]")).is_none());
-        assert!(Handover::decode(Some(peer), Some(b"{")).is_none());
-        assert!(Handover::decode(Some(peer), Some(b"")).is_some());
+        assert!(Handover::decode(None).is_none());
+        assert!(Handover::decode(Some(b"\xff")).is_none());
+        assert!(Handover::decode(Some(b"https://example.org/a")).is_none());
+        assert!(Handover::decode(Some(b"spiffe://example.org/a\n[1]")).is_none());
+        assert!(Handover::decode(Some(b"spiffe://example.org/a\n{")).is_none());
+        assert!(Handover::decode(Some(b"spiffe://example.org/a\n")).is_none());
+        assert!(Handover::decode(Some(b"spiffe://example.org/a")).is_some());
+        assert!(Handover::decode(Some(b"spiffe://example.org/a\n{}")).is_some());
     }
 
     #[test]
     fn paths_are_one_segment() {
         assert!(!PEER_ID_PROPERTY.contains('\0'));
-        assert!(!JWT_CLAIMS_PROPERTY.contains('\0'));
     }
 }

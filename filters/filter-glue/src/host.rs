@@ -48,6 +48,24 @@ pub fn property_is_true(path: &[&str]) -> bool {
     matches!(property(path).as_deref(), Some([1]))
 }
 
+/// Whether the host would keep a log line at `level`, so that a line
+/// nobody reads is never formatted (Istio's sidecars log at `warning`, and
+/// the allow lines are at `info`). A host that will not say is asked to log:
+/// a line too many, never a decision record lost.
+pub fn log_enabled(level: LogLevel) -> bool {
+    fn rank(l: LogLevel) -> u8 {
+        match l {
+            LogLevel::Trace => 0,
+            LogLevel::Debug => 1,
+            LogLevel::Info => 2,
+            LogLevel::Warn => 3,
+            LogLevel::Error => 4,
+            LogLevel::Critical => 5,
+        }
+    }
+    hostcalls::get_log_level().map_or(true, |host| rank(host) <= rank(level))
+}
+
 /// Writes a log line; a host that refuses it is ignored.
 pub fn log(level: LogLevel, message: &str) {
     hostcalls::log(level, message).ok();

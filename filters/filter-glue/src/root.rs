@@ -1,6 +1,7 @@
-//! The root context both filters use: it loads the plugin configuration
-//! (refusing a bad one loudly, after which every request is denied), defines
-//! the counters once, and hands both to each new stream.
+//! The root context every meshward filter uses: it loads the plugin
+//! configuration (refusing a bad one loudly, after which every request is
+//! denied), defines the counters once, and hands both, with the
+//! per-connection cache, to each new stream.
 
 use std::fmt::Display;
 use std::rc::Rc;
@@ -8,6 +9,8 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use crate::connection::SharedConnections;
 
 /// One meshward filter: its per-stream context and what its root needs to
 /// build one.
@@ -36,6 +39,8 @@ pub struct Shared<F: Filter> {
     pub config: Option<Rc<F::Config>>,
     /// The counters, if the host let them be defined.
     pub metrics: Option<Rc<F::Metrics>>,
+    /// What this VM remembers about the connections it has seen.
+    pub connections: SharedConnections,
 }
 
 impl<F: Filter> Clone for Shared<F> {
@@ -43,6 +48,7 @@ impl<F: Filter> Clone for Shared<F> {
         Self {
             config: self.config.clone(),
             metrics: self.metrics.clone(),
+            connections: Rc::clone(&self.connections),
         }
     }
 }
@@ -54,14 +60,19 @@ struct Root<F: Filter> {
 /// Registers `F`'s root context; call it from `proxy_wasm::main!`.
 pub fn install<F: Filter>() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root::<F> {
-            shared: Shared {
-                config: None,
-                metrics: None,
-            },
-        })
-    });
+    proxy_wasm::set_root_context(|_| root::<F>());
+}
+
+/// A new root context for `F`, for a module that serves several root ids
+/// and picks the filter by the plugin's `root_id`.
+pub fn root<F: Filter>() -> Box<dyn RootContext> {
+    Box::new(Root::<F> {
+        shared: Shared {
+            config: None,
+            metrics: None,
+            connections: SharedConnections::default(),
+        },
+    })
 }
 
 impl<F: Filter> Context for Root<F> {}
@@ -77,6 +88,10 @@ impl<F: Filter> RootContext for Root<F> {
             .ok()
             .flatten()
             .unwrap_or_default();
+        // A new configuration may want other connection facts.
+        if let Ok(mut c) = self.shared.connections.try_borrow_mut() {
+            c.clear();
+        }
         match F::configure(&bytes) {
             Ok(config) => {
                 self.shared.config = Some(Rc::new(config));

@@ -50,7 +50,26 @@ pub const AUTHZ: Module = Module {
     )),
 };
 
-/// Every shipped filter.
+/// Identity and authorization in one HTTP context: the authorization
+/// module under root id `meshward`, configured with `{"identity": {...},
+/// "authz": {...}}`. The same module also serves the identity filter's root
+/// id, so two plugins loading it share one VM.
+pub const CHAIN: Module = Module {
+    package: AUTHZ.package,
+    root_id: "meshward",
+    bytes: AUTHZ.bytes,
+};
+
+/// The identity filter served by the authorization module, for a chain of
+/// two plugins that share one VM (same code, `vm_id` and VM configuration).
+pub const IDENTITY_IN_AUTHZ: Module = Module {
+    package: AUTHZ.package,
+    root_id: IDENTITY.root_id,
+    bytes: AUTHZ.bytes,
+};
+
+/// Every shipped module, once each (by package); [`CHAIN`] and
+/// [`IDENTITY_IN_AUTHZ`] are other root ids of [`AUTHZ`]'s module.
 pub const ALL: &[Module] = &[IDENTITY, AUTHZ];
 
 /// The folder the modules were built into.

@@ -34,16 +34,16 @@ pub enum AuthorityError {
 
 /// An authority split into its canonical host and its port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Authority {
+pub struct Authority {
     /// Lower-case, no final dot; an IPv6 literal in brackets.
-    pub(crate) host: String,
+    pub host: String,
     /// The port the authority names, if it names one.
-    pub(crate) port: Option<u16>,
+    pub port: Option<u16>,
 }
 
 /// Splits and canonicalises an authority (`:authority` or `Host`). An empty
 /// authority (HTTP/1.0 without `Host`) is the empty host.
-pub(crate) fn parse_authority(authority: &str) -> Result<Authority, AuthorityError> {
+pub fn parse_authority(authority: &str) -> Result<Authority, AuthorityError> {
     if authority.contains('@') {
         return Err(AuthorityError::Userinfo);
     }

@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn utc_parsing() {
         let t = parse_utc("2024-02-29T23:59:59Z").unwrap();
-        assert_eq!(crate::model::cedar_datetime(t), "2024-02-29T23:59:59Z");
+        assert_eq!(crate::view::cedar_datetime(t), "2024-02-29T23:59:59Z");
         assert_eq!(
             parse_utc("1970-01-01T00:00:00Z"),
             Some(SystemTime::UNIX_EPOCH)

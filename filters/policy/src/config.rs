@@ -1,14 +1,14 @@
-//! The engine's configuration, as the filter receives it.
+//! The engine's configuration, as the filter receives it: policies already
+//! checked by Cedar and compiled (`meshward compile`).
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::diag::ConfigDiagnostic;
 
-/// The schema shipped with meshward, used when a configuration names none.
-pub const SHIPPED_SCHEMA: &str = include_str!("../../../policies/meshward.cedarschema");
-
 /// What a filter does with a deny; the engine decides the same either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Denied requests are stopped.
@@ -18,23 +18,52 @@ pub enum Mode {
     DryRun,
 }
 
-/// The engine's configuration: JSON, unknown fields rejected so that a typo
+/// The version tag of the compiled form; a form this engine does not know
+/// is refused.
+pub const COMPILED_FORMAT: &str = "meshward-policy/1";
+
+/// The compiled configuration:
+///
+/// ```json
+/// {"format": "meshward-policy/1",
+///  "policies": [{"id": "p1", "policy": <Cedar JSON policy (EST)>}],
+///  "actions": {"GET": [{"type": "Mesh::Action", "id": "read"}], ...},
+///  "mode": "enforce", "require_peer_identity": true}
+/// ```
+///
+/// `actions` maps each `Mesh::Action` id of the schema to every action
+/// group it is (transitively) in. Unknown fields are refused so that a typo
 /// cannot silently turn a check off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EngineConfig {
-    /// Cedar policies, as text.
-    pub(crate) policies: String,
-    /// A Cedar schema, as text; the shipped one when absent.
+#[doc(hidden)]
+pub struct CompiledConfig {
+    pub format: String,
+    pub policies: Vec<CompiledPolicy>,
+    pub actions: BTreeMap<String, Vec<EntityRefJson>>,
     #[serde(default)]
-    pub(crate) schema: Option<String>,
-    #[serde(default)]
-    pub(crate) mode: Mode,
-    /// When true (the default) a request without a peer identity is denied
-    /// before any policy is evaluated; when false its principal is
-    /// `Mesh::Workload::"anonymous"`.
+    pub mode: Mode,
     #[serde(default = "yes")]
-    pub(crate) require_peer_identity: bool,
+    pub require_peer_identity: bool,
+}
+
+/// One policy of the compiled form.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[doc(hidden)]
+pub struct CompiledPolicy {
+    pub id: String,
+    pub policy: serde_json::Value,
+}
+
+/// An entity uid as Cedar's JSON formats write it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[doc(hidden)]
+pub struct EntityRefJson {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub id: String,
 }
 
 fn yes() -> bool {
@@ -53,6 +82,20 @@ pub enum ConfigError {
     /// The configuration is not the expected JSON.
     #[error("invalid configuration: {0}")]
     Json(String),
+    /// The configuration holds Cedar text: the filter loads only the
+    /// compiled form.
+    #[error(
+        "the policies are Cedar text; the filter loads compiled policies: compile the configuration with `meshward compile`"
+    )]
+    NotCompiled,
+    /// A policy uses a construct the filter's evaluator does not implement.
+    #[error("policy `{policy}` uses {construct}, which the filter does not support")]
+    Unsupported {
+        /// The policy's id.
+        policy: String,
+        /// The construct, as Cedar names it.
+        construct: String,
+    },
     /// The schema does not parse or is inconsistent; places are in the
     /// schema text.
     #[error("invalid schema: {0}")]
@@ -83,6 +126,8 @@ impl ConfigError {
         match self {
             Self::Parse(d) | Self::Validation(d) => d,
             Self::Json(_)
+            | Self::NotCompiled
+            | Self::Unsupported { .. }
             | Self::Schema(_)
             | Self::SchemaMismatch(_)
             | Self::DuplicateId(_)

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use miette::Diagnostic;
-
 /// A place in a policies or schema text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -93,27 +91,8 @@ impl fmt::Display for ConfigDiagnostic {
     }
 }
 
-/// `message` about `error`, with the place of each labelled span of `error`
-/// in `source` and Cedar's help.
-pub(crate) fn located(source: &str, error: &dyn Diagnostic, message: String) -> ConfigDiagnostic {
-    let mut locations: Vec<SourceLocation> = error
-        .labels()
-        .into_iter()
-        .flatten()
-        .map(|label| SourceLocation::at(source, label.offset(), label.len()))
-        .collect();
-    locations.dedup_by_key(|l| (l.line, l.column));
-    ConfigDiagnostic {
-        locations,
-        policy_id: None,
-        message,
-        actions: Vec::new(),
-        help: error.help().map(|h| h.to_string()),
-    }
-}
-
 /// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = source
         .get(..offset)
         .or_else(|| {

@@ -1,17 +1,13 @@
-//! The engine: one configuration, many decisions.
+//! The engine: one compiled configuration, many decisions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
-use std::sync::Mutex;
 
-use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Schema, ValidationMode, Validator};
-
-use crate::config::{ConfigError, EngineConfig, Mode, SHIPPED_SCHEMA};
-use crate::diag::{ConfigDiagnostic, located};
+use crate::config::{COMPILED_FORMAT, CompiledConfig, ConfigError, Mode};
+use crate::eval::req::{ACTION, Req, ReqError, WORKLOAD};
+use crate::eval::{Policy, Scope, Uid, lower};
 use crate::facts::{InvalidRequest, RequestFacts};
-use crate::index::{Combined, Index};
-use crate::model::{self, ExtCache, Names, TagFilter};
+use crate::view::TagFilter;
 
 /// The id of a policy: its `@id("...")` annotation, else `policyN` for the
 /// N-th policy (from 0) of the policies text.
@@ -25,8 +21,8 @@ impl PolicyId {
     }
 }
 
-/// Other implementations of the engine (the compiled filter, driven through
-/// a host) report their decisions with the same type.
+/// Other implementations of the engine (the Cedar reference, the compiled
+/// filter driven through a host) report their decisions with the same type.
 impl From<&str> for PolicyId {
     fn from(id: &str) -> Self {
         Self(id.to_owned())
@@ -43,16 +39,23 @@ impl fmt::Display for PolicyId {
 /// deny must be handled by every match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// At least one permit was satisfied and no forbid was.
+    /// At least one permit was satisfied and no forbid was satisfied or
+    /// failed.
     Permitted,
     /// At least one forbid was satisfied.
     Forbidden,
+    /// No forbid was satisfied, but evaluating one failed: the request is
+    /// denied, since the forbid might have applied (fail closed; Cedar
+    /// itself would skip the forbid). [`Decision::determining`] names the
+    /// failed forbids, [`Decision::errors`] says why.
+    PolicyError,
     /// No policy was satisfied (default deny); evaluation errors, if any, are
     /// in [`Decision::errors`].
     NoPermit,
     /// The request had no peer identity and the configuration requires one.
     NoPeerIdentity,
-    /// The request could not be put to Cedar (never expected; fails closed).
+    /// The request could not be put to the policies (never expected; fails
+    /// closed).
     BadRequest,
     /// The request has no meaning a policy can be sure of: a method,
     /// authority or path that is not valid text, a path with no normal form,
@@ -68,6 +71,7 @@ impl Reason {
         match self {
             Self::Permitted => "permitted",
             Self::Forbidden => "forbidden",
+            Self::PolicyError => "policy_error",
             Self::NoPermit => "no_permit",
             Self::NoPeerIdentity => "no_peer_identity",
             Self::BadRequest => "bad_request",
@@ -96,16 +100,17 @@ pub struct Decision {
     /// Why.
     pub reason: Reason,
     /// The policies that determined the decision, sorted: the satisfied
-    /// forbids when forbidden, the satisfied permits when permitted, none
-    /// otherwise.
+    /// forbids when forbidden, the failed forbids on a policy error, the
+    /// satisfied permits when permitted, none otherwise.
     pub determining: Vec<PolicyId>,
-    /// Evaluation errors, sorted, each naming its policy. An erroring policy
-    /// counts as not satisfied, so errors never allow anything.
+    /// Evaluation errors, sorted, each naming its policy. A failed permit
+    /// counts as not satisfied; a failed forbid denies.
     pub errors: Vec<String>,
 }
 
 impl Decision {
-    fn denied(reason: Reason, error: Option<String>) -> Self {
+    /// A denial that evaluated no policy.
+    pub fn denied(reason: Reason, error: Option<String>) -> Self {
         Self {
             allowed: false,
             reason,
@@ -118,95 +123,200 @@ impl Decision {
         Self::denied(Reason::InvalidRequest, Some(e.to_string()))
     }
 
-    fn from_build_error(e: model::BuildError) -> Self {
-        match e {
-            model::BuildError::Invalid(e) => Self::invalid(&e),
-            model::BuildError::Internal(e) => Self::denied(Reason::BadRequest, Some(e)),
-        }
-    }
-
-    fn from_combined(c: Combined) -> Self {
-        let ids = |s: BTreeSet<String>| s.into_iter().map(PolicyId).collect();
-        let (reason, determining) = if !c.forbids.is_empty() {
-            (Reason::Forbidden, ids(c.forbids))
-        } else if !c.permits.is_empty() {
-            (Reason::Permitted, ids(c.permits))
+    /// The decision for what the policies said, by Cedar's rules plus the
+    /// fail-closed rule for forbids: a satisfied forbid denies
+    /// (`forbidden`), else a failed forbid denies (`policy_error`), else a
+    /// satisfied permit allows, else deny (`no_permit`). Each list is of
+    /// policy ids; `errors` are messages.
+    pub fn combine(
+        mut forbids: Vec<String>,
+        mut failed_forbids: Vec<String>,
+        mut permits: Vec<String>,
+        mut errors: Vec<String>,
+    ) -> Self {
+        let (reason, determining) = if !forbids.is_empty() {
+            (Reason::Forbidden, std::mem::take(&mut forbids))
+        } else if !failed_forbids.is_empty() {
+            (Reason::PolicyError, std::mem::take(&mut failed_forbids))
+        } else if !permits.is_empty() {
+            (Reason::Permitted, std::mem::take(&mut permits))
         } else {
             (Reason::NoPermit, Vec::new())
         };
+        let mut determining: Vec<PolicyId> = determining.into_iter().map(PolicyId).collect();
+        determining.sort();
+        determining.dedup();
+        errors.sort();
+        errors.dedup();
         Self {
             allowed: reason.allows(),
             reason,
             determining,
-            errors: c.errors.into_iter().collect(),
+            errors,
         }
     }
 }
 
-/// A validated policy set, ready to decide requests.
+/// One level of the scope index: policies that name no entity in this
+/// scope, and policies by the entity (type, then id) they name.
+#[derive(Debug, Default)]
+struct Level<T> {
+    any: Option<T>,
+    by_uid: HashMap<Box<str>, HashMap<Box<str>, T>>,
+}
+
+impl<T: Default> Level<T> {
+    fn slot(&mut self, key: Option<&Uid>) -> &mut T {
+        match key {
+            None => self.any.get_or_insert_with(T::default),
+            Some(u) => self
+                .by_uid
+                .entry(u.ty.clone())
+                .or_default()
+                .entry(u.id.clone())
+                .or_default(),
+        }
+    }
+
+    fn visit<'s>(&'s self, ty: &str, id: &str, parents: &[Uid], out: &mut impl FnMut(&'s T)) {
+        if let Some(any) = &self.any {
+            out(any);
+        }
+        if self.by_uid.is_empty() {
+            return;
+        }
+        let mut one = |ty: &str, id: &str| {
+            if let Some(t) = self.by_uid.get(ty).and_then(|m| m.get(id)) {
+                out(t);
+            }
+        };
+        one(ty, id);
+        for p in parents {
+            one(&p.ty, &p.id);
+        }
+    }
+}
+
+/// Policies sliced by the entities their scopes name, so a request
+/// evaluates only the policies whose scope it can satisfy: a policy whose
+/// scope names an entity the request is not `in` can neither be satisfied
+/// nor fail (the scope is checked first, and cannot fail).
+#[derive(Debug, Default)]
+struct Index {
+    root: Level<Level<Level<Vec<u32>>>>,
+}
+
+fn scope_key(s: &Scope) -> Vec<Option<&Uid>> {
+    match s {
+        Scope::Any | Scope::Is(_) => vec![None],
+        Scope::Eq(u) | Scope::In(u) | Scope::IsIn(_, u) => vec![Some(u)],
+        Scope::InAny(us) if us.is_empty() => vec![None],
+        Scope::InAny(us) => {
+            let mut unique: Vec<Option<&Uid>> = Vec::new();
+            for u in us {
+                if !unique.contains(&Some(u)) {
+                    unique.push(Some(u));
+                }
+            }
+            unique
+        }
+    }
+}
+
+/// A compiled policy set, ready to decide requests.
 ///
-/// Everything that does not depend on the request (parsing, validation, the
-/// index, action entities) is done once in the constructor.
+/// Everything that does not depend on the request (lowering, pre-parsed
+/// literals, the index, the action hierarchy) is done once in the
+/// constructor.
 #[derive(Debug)]
 pub struct PolicyEngine {
     mode: Mode,
     require_peer_identity: bool,
-    names: Names,
-    policies: PolicySet,
+    policies: Vec<Policy>,
     index: Index,
-    actions: HashMap<EntityUid, (Entity, Vec<EntityUid>)>,
-    authorizer: Authorizer,
+    actions: HashMap<Box<str>, Vec<Uid>>,
     tags: TagFilter,
-    // A Mutex rather than a RefCell so the engine stays `Sync` for native
-    // users; a contended or poisoned lock just means building without it.
-    cache: Mutex<ExtCache>,
 }
 
 impl PolicyEngine {
-    /// Builds an engine from its JSON configuration:
-    /// `{"policies": "<cedar>", "schema": "<cedar schema>"?, "mode":
-    /// "enforce"|"dry_run"?, "require_peer_identity": bool?}`.
+    /// Builds an engine from its compiled JSON configuration (see
+    /// [`CompiledConfig`]; `meshward compile` makes it). A configuration
+    /// with Cedar text is refused with [`ConfigError::NotCompiled`].
     pub fn from_config(json: &[u8]) -> Result<Self, ConfigError> {
-        let config: EngineConfig =
+        let value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?;
-        Self::build(&config)
+        if value
+            .get("policies")
+            .is_some_and(serde_json::Value::is_string)
+        {
+            return Err(ConfigError::NotCompiled);
+        }
+        let config: CompiledConfig =
+            serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
+        Self::from_compiled(&config)
     }
 
-    /// Builds an engine from policies alone: the shipped schema, enforce
-    /// mode, a peer identity required.
-    pub fn from_policies(policies: &str) -> Result<Self, ConfigError> {
-        Self::build(&EngineConfig {
-            policies: policies.to_owned(),
-            schema: None,
-            mode: Mode::Enforce,
-            require_peer_identity: true,
-        })
-    }
-
-    fn build(config: &EngineConfig) -> Result<Self, ConfigError> {
-        let schema_text = config.schema.as_deref().unwrap_or(SHIPPED_SCHEMA);
-        let (schema, _warnings) = Schema::from_cedarschema_str(schema_text)
-            .map_err(|e| ConfigError::Schema(located(schema_text, &e, e.to_string())))?;
-        let names = Names::new().map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
-        let actions = action_entities(&schema)?;
-        let policies = parse_policies(&config.policies)?;
-        validate(&schema, &policies, &config.policies)?;
-        let tags = TagFilter::of(&policies);
-        let index = Index::new(&policies)
-            .map_err(|e| ConfigError::Validation(vec![ConfigDiagnostic::new(e)]))?;
-        let engine = Self {
+    /// Builds an engine from a compiled configuration.
+    #[doc(hidden)]
+    pub fn from_compiled(config: &CompiledConfig) -> Result<Self, ConfigError> {
+        if config.format != COMPILED_FORMAT {
+            return Err(ConfigError::Json(format!(
+                "unknown compiled format `{}` (this filter loads `{COMPILED_FORMAT}`)",
+                config.format
+            )));
+        }
+        let mut policies = Vec::with_capacity(config.policies.len());
+        let mut seen = std::collections::HashSet::new();
+        for p in &config.policies {
+            if !seen.insert(p.id.as_str()) {
+                return Err(ConfigError::DuplicateId(p.id.clone()));
+            }
+            let lowered =
+                lower::policy(&p.id, &p.policy).map_err(|u| ConfigError::Unsupported {
+                    policy: p.id.clone(),
+                    construct: u.0,
+                })?;
+            policies.push(lowered);
+        }
+        let mut index = Index::default();
+        for (i, p) in policies.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| ConfigError::Json("too many policies".into()))?;
+            for action in scope_key(&p.action) {
+                for principal in scope_key(&p.principal) {
+                    for resource in scope_key(&p.resource) {
+                        index
+                            .root
+                            .slot(principal)
+                            .slot(action)
+                            .slot(resource)
+                            .push(i);
+                    }
+                }
+            }
+        }
+        let actions = config
+            .actions
+            .iter()
+            .map(|(id, groups)| {
+                let groups = groups
+                    .iter()
+                    .map(|g| Uid {
+                        ty: g.ty.as_str().into(),
+                        id: g.id.as_str().into(),
+                    })
+                    .collect();
+                (id.as_str().into(), groups)
+            })
+            .collect();
+        let tags = TagFilter::of_json(config.policies.iter().map(|p| &p.policy));
+        Ok(Self {
             mode: config.mode,
             require_peer_identity: config.require_peer_identity,
-            names,
             policies,
             index,
             actions,
-            authorizer: Authorizer::new(),
-            cache: Mutex::new(ExtCache::default()),
             tags,
-        };
-        engine.check_schema_fits(&schema)?;
-        Ok(engine)
+        })
     }
 
     /// What the filter should do with denies.
@@ -214,12 +324,18 @@ impl PolicyEngine {
         self.mode
     }
 
+    /// Whether a request without a peer identity is denied before any
+    /// policy is evaluated.
+    pub fn requires_peer_identity(&self) -> bool {
+        self.require_peer_identity
+    }
+
     /// The ids of the configured policies, sorted.
     pub fn policy_ids(&self) -> Vec<PolicyId> {
         let mut ids: Vec<_> = self
             .policies
-            .policies()
-            .map(|p| PolicyId(p.id().to_string()))
+            .iter()
+            .map(|p| PolicyId(p.id.to_string()))
             .collect();
         ids.sort();
         ids
@@ -227,261 +343,67 @@ impl PolicyEngine {
 
     /// Decides one request, evaluating only the policies its scope can match.
     pub fn decide(&self, facts: &RequestFacts) -> Decision {
-        self.decide_with(facts, |built| {
-            self.index.evaluate(
-                &self.authorizer,
-                &built.request,
-                &built.entities,
-                &built.principal_keys,
-                &built.action_keys,
-                &built.resource_keys,
-            )
-        })
-    }
-
-    /// Decides one request by evaluating every policy, as plain Cedar does.
-    /// Always the same decision as [`PolicyEngine::decide`], only slower: it
-    /// is the reference the index is tested and benchmarked against (the
-    /// `testing` feature).
-    #[cfg(any(test, feature = "testing"))]
-    pub fn decide_unindexed(&self, facts: &RequestFacts) -> Decision {
-        self.decide_with(facts, |built| {
-            let mut combined = Combined::default();
-            combined.add(&self.authorizer.is_authorized(
-                &built.request,
-                &self.policies,
-                &built.entities,
-            ));
-            combined
-        })
-    }
-
-    fn decide_with(
-        &self,
-        facts: &RequestFacts,
-        evaluate: impl FnOnce(&model::Built) -> Combined,
-    ) -> Decision {
-        if let Some(d) = self.precheck(facts) {
+        if let Some(d) = precheck(facts, self.require_peer_identity) {
             return d;
         }
-        match self.build_request(facts, None) {
-            Ok(built) => Decision::from_combined(evaluate(&built)),
-            Err(e) => Decision::from_build_error(e),
-        }
-    }
-
-    /// The denials that need no policy: a request that is not valid, or has
-    /// no peer identity when one is required.
-    fn precheck(&self, facts: &RequestFacts) -> Option<Decision> {
-        // A malformed request is reported as such even without a peer: it is
-        // the more useful reason in a log.
-        if let Some(invalid) = facts.invalid() {
-            return Some(Decision::invalid(invalid));
-        }
-        // `path` is a public field: a caller may have set it after
-        // construction. Deciding on a path that is not in normal form is the
-        // walk-around this crate exists to prevent.
-        if !crate::path::is_normal(&facts.path, facts.path_options()) {
-            return Some(Decision::invalid(&InvalidRequest::PathNotNormal));
-        }
-        if self.require_peer_identity && facts.peer.is_none() {
-            return Some(Decision::denied(Reason::NoPeerIdentity, None));
-        }
-        None
-    }
-
-    fn build_request(
-        &self,
-        facts: &RequestFacts,
-        schema: Option<&Schema>,
-    ) -> Result<model::Built, model::BuildError> {
-        let actions = |a: &EntityUid| self.actions.get(a).cloned();
-        // Shapes are checked with every tag, whatever the policies read.
-        let all = TagFilter::all();
-        let tags = if schema.is_some() { &all } else { &self.tags };
-        match self.cache.try_lock() {
-            Ok(mut cache) => model::build(&self.names, facts, actions, schema, tags, &mut cache),
-            Err(_) => model::build(
-                &self.names,
-                facts,
-                actions,
-                schema,
-                tags,
-                &mut ExtCache::default(),
-            ),
-        }
-    }
-
-    /// Plain Cedar with nothing cached, filtered or indexed: every tag in the
-    /// entities, every policy evaluated.
-    #[cfg(test)]
-    pub(crate) fn decide_reference(&self, facts: &RequestFacts) -> Decision {
-        if let Some(d) = self.precheck(facts) {
-            return d;
-        }
-        let actions = |a: &EntityUid| self.actions.get(a).cloned();
-        let built = model::build(
-            &self.names,
-            facts,
-            actions,
-            None,
-            &TagFilter::all(),
-            &mut ExtCache::default(),
-        );
-        match built {
-            Ok(built) => {
-                let mut combined = Combined::default();
-                combined.add(&self.authorizer.is_authorized(
-                    &built.request,
-                    &self.policies,
-                    &built.entities,
-                ));
-                Decision::from_combined(combined)
-            }
-            Err(e) => Decision::from_build_error(e),
-        }
-    }
-
-    /// How many policies [`PolicyEngine::decide`] evaluates for `facts`.
-    #[cfg(test)]
-    pub(crate) fn reachable_policies(&self, facts: &RequestFacts) -> usize {
-        self.build_request(facts, None)
-            .map(|b| {
-                self.index
-                    .reachable(&b.principal_keys, &b.action_keys, &b.resource_keys)
-            })
-            .unwrap_or_default()
-    }
-
-    /// Builds sample requests against the schema, so that a custom schema
-    /// that does not describe what `model` builds is refused now rather than
-    /// failing (closed, but confusingly) on every request.
-    fn check_schema_fits(&self, schema: &Schema) -> Result<(), ConfigError> {
-        let peer = meshward_identity::SpiffeId::parse("spiffe://example.org/ns/default/sa/probe")
-            .map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
-        let mut full = RequestFacts::new("GET", "probe.example:8080", "/p?a=1&a=2");
-        full.peer = Some(peer);
-        full.headers.push("x-probe", "1");
-        full.source = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
-        full.sni = Some("probe.example".to_owned());
-        full.jwt_claims = Some(serde_json::json!({"iss": "i", "sub": "s", "aud": "a"}));
-        let bare = RequestFacts::new("POST", "", "/");
-        let other = RequestFacts::new("BREW", "", "/");
-        for facts in [&full, &bare, &other] {
-            self.build_request(facts, Some(schema))
-                .map_err(|e| ConfigError::SchemaMismatch(e.to_string()))?;
-        }
-        Ok(())
-    }
-}
-
-fn action_entities(
-    schema: &Schema,
-) -> Result<HashMap<EntityUid, (Entity, Vec<EntityUid>)>, ConfigError> {
-    let entities = schema
-        .action_entities()
-        .map_err(|e| ConfigError::Schema(ConfigDiagnostic::new(e.to_string())))?;
-    Ok(entities
-        .iter()
-        .map(|e| {
-            let uid = e.uid();
-            let groups = entities
-                .ancestors(&uid)
-                .map(|a| a.cloned().collect())
-                .unwrap_or_default();
-            (uid, (e.clone(), groups))
-        })
-        .collect())
-}
-
-/// Parses the policies, naming each by its `@id` annotation when it has one.
-fn parse_policies(text: &str) -> Result<PolicySet, ConfigError> {
-    let parsed = PolicySet::from_str(text).map_err(|errs| {
-        ConfigError::Parse(
-            errs.iter()
-                .map(|e| located(text, e, e.to_string()))
-                .collect(),
-        )
-    })?;
-    if let Some(t) = parsed.templates().next() {
-        return Err(ConfigError::Template(t.id().to_string()));
-    }
-    let mut policies = PolicySet::new();
-    // Policies come back in no particular order; sort by the generated id's
-    // number so that errors list in source order.
-    let mut all: Vec<_> = parsed.policies().collect();
-    all.sort_by_key(|p| {
-        p.id()
-            .to_string()
-            .trim_start_matches("policy")
-            .parse::<usize>()
-            .unwrap_or(usize::MAX)
-    });
-    for p in all {
-        let policy = match p.annotation("id") {
-            Some(id) => p.new_id(cedar_policy::PolicyId::new(id)),
-            None => p.clone(),
+        let req = match Req::new(facts, &self.tags, &self.actions) {
+            Ok(r) => r,
+            Err(ReqError::Invalid(e)) => return Decision::invalid(&e),
+            Err(ReqError::Internal(e)) => return Decision::denied(Reason::BadRequest, Some(e)),
         };
-        let id = policy.id().to_string();
-        policies
-            .add(policy)
-            .map_err(|_| ConfigError::DuplicateId(id))?;
+        let mut candidates: Vec<u32> = Vec::new();
+        let (pid, pparents) = req.principal_keys();
+        let (aid, aparents) = req.action_keys();
+        let host = req.host();
+        self.index
+            .root
+            .visit(WORKLOAD, pid, pparents, &mut |by_action| {
+                by_action.visit(ACTION, aid, aparents, &mut |by_resource| {
+                    by_resource.visit("Mesh::Host", host, &[], &mut |leaf| {
+                        candidates.extend_from_slice(leaf);
+                    });
+                });
+            });
+        candidates.sort_unstable();
+        candidates.dedup();
+        let (mut forbids, mut failed, mut permits, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in candidates {
+            let Some(p) = self.policies.get(i as usize) else {
+                continue;
+            };
+            match p.satisfied(&req) {
+                Ok(true) if p.forbid => forbids.push(p.id.to_string()),
+                Ok(true) => permits.push(p.id.to_string()),
+                Ok(false) => {}
+                Err(e) => {
+                    errors.push(format!("policy `{}`: {}", p.id, e.0));
+                    if p.forbid {
+                        failed.push(p.id.to_string());
+                    }
+                }
+            }
+        }
+        Decision::combine(forbids, failed, permits, errors)
     }
-    Ok(policies)
 }
 
-fn validate(schema: &Schema, policies: &PolicySet, text: &str) -> Result<(), ConfigError> {
-    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
-    if result.validation_passed() {
-        return Ok(());
+/// The denials that need no policy: a request that is not valid, or has no
+/// peer identity when one is required. Shared with the Cedar reference.
+pub fn precheck(facts: &RequestFacts, require_peer_identity: bool) -> Option<Decision> {
+    // A malformed request is reported as such even without a peer: it is
+    // the more useful reason in a log.
+    if let Some(invalid) = facts.invalid() {
+        return Some(Decision::invalid(invalid));
     }
-    // Cedar reports a type error once per action the policy applies to; an
-    // author wants it once, with the actions listed.
-    let mut grouped: BTreeMap<ConfigDiagnostic, Vec<String>> = BTreeMap::new();
-    for e in result.validation_errors() {
-        let id = e.policy_id().to_string();
-        let message = e.to_string();
-        let message = message
-            .strip_prefix(&format!("for policy `{id}`, "))
-            .unwrap_or(&message);
-        let (message, action) = split_action(message);
-        let mut key = located(text, e, message);
-        key.policy_id = Some(id);
-        let actions = grouped.entry(key).or_default();
-        actions.extend(action);
+    // `path` is a public field: a caller may have set it after
+    // construction. Deciding on a path that is not in normal form is the
+    // walk-around this crate exists to prevent.
+    if !crate::path::is_normal(&facts.path, facts.path_options()) {
+        return Some(Decision::invalid(&InvalidRequest::PathNotNormal));
     }
-    Err(ConfigError::Validation(
-        grouped
-            .into_iter()
-            .map(|(mut d, actions)| {
-                d.actions = actions;
-                d
-            })
-            .collect(),
-    ))
+    if require_peer_identity && facts.peer.is_none() {
+        return Some(Decision::denied(Reason::NoPeerIdentity, None));
+    }
+    None
 }
-
-/// Takes the ` for <Namespace>::Action::"<id>"` out of a validation message,
-/// returning the message without it and the action.
-fn split_action(message: &str) -> (String, Option<String>) {
-    let Some(at) = message.find("Action::\"") else {
-        return (message.to_owned(), None);
-    };
-    let head = message.get(..at).unwrap_or_default();
-    let start = head.rfind(' ').map_or(0, |i| i + 1);
-    let tail = message.get(at + "Action::\"".len()..).unwrap_or_default();
-    let Some(close) = tail.find('"') else {
-        return (message.to_owned(), None);
-    };
-    let action = message.get(start..at + "Action::\"".len() + close + 1);
-    let before = message.get(..start).unwrap_or_default();
-    let before = before.strip_suffix("for ").unwrap_or(before).trim_end();
-    let after = tail.get(close + 1..).unwrap_or_default();
-    (format!("{before}{after}"), action.map(str::to_owned))
-}
-
-#[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod walkaround;

@@ -1,23 +1,32 @@
-//! Zero-trust L7 authorization in Cedar, for meshward's filters.
+//! Zero-trust L7 authorization for meshward's filters, over policies
+//! written in Cedar and compiled on the host.
 //!
-//! A [`PolicyEngine`] is built once per configuration: the Cedar schema
-//! (`policies/meshward.cedarschema` unless the configuration brings its own)
-//! is parsed, the policies are parsed and strictly validated against it, and
-//! indexed by the entities their scopes name. Each request, described by
-//! host-agnostic [`RequestFacts`], then gets a [`Decision`] with its reason:
-//! the determining policy ids, or the errors.
+//! Policies are parsed and strictly validated by Cedar itself on the host
+//! (`meshward-policy-cedar`, `meshward compile`), and reach the filter in
+//! Cedar's JSON policy format, with the action hierarchy of the schema. A
+//! [`PolicyEngine`] is built once per configuration: the policies are
+//! lowered to a compact form (literals such as `ip(...)` and
+//! `datetime(...)` parsed once, `like` patterns split) and indexed by the
+//! entities their scopes name; a policy using a construct the evaluator
+//! does not implement is refused, never approximated. Each request,
+//! described by host-agnostic [`RequestFacts`], then gets a [`Decision`]
+//! with its reason: the determining policy ids, or the errors. Nothing of
+//! the request is built as Cedar values; attributes are computed from the
+//! facts when a policy reads them.
 //!
-//! Cedar's semantics hold throughout: default deny, a satisfied forbid wins
-//! over any permit, and a policy whose evaluation errors is not satisfied, so
-//! errors never allow. There is no proxy-wasm and no I/O here: the same code
-//! runs natively, in the wasmtime harness and inside Envoy.
+//! Cedar's semantics hold throughout, and a differential test holds the
+//! evaluator to Cedar's own answers: default deny, a satisfied forbid wins
+//! over any permit, and a permit whose evaluation errors is not satisfied.
+//! One rule is added: a forbid whose evaluation errors denies
+//! ([`Reason::PolicyError`]), since the filter cannot re-check what it is
+//! handed against the schema; the Cedar reference applies the same rule.
+//! There is no Cedar, no proxy-wasm and no I/O here.
 //!
 //! With the `testing` feature (for tests, benches and tools, never for a
 //! filter) the crate also exports the policy test-case format (`Suite`), run
-//! through the `Decide` trait so that another implementation (the compiled
-//! filter in a host) can be checked against the same cases, and
-//! `PolicyEngine::decide_unindexed`, the reference decision the index is
-//! checked against.
+//! through the `Decide` trait so that other implementations (the Cedar
+//! reference, the compiled filter in a host) are checked against the same
+//! cases.
 
 #![forbid(unsafe_code)]
 
@@ -27,18 +36,18 @@ mod cases;
 mod config;
 mod diag;
 mod engine;
+mod eval;
 mod facts;
-mod index;
-mod model;
 mod path;
+pub mod view;
 
 #[cfg(any(test, feature = "testing"))]
 pub use self::cases::{Case, CaseFailure, CaseRequest, Decide, Expect, Suite, Verdict, run_suite};
 pub use self::{
     authority::AuthorityError,
-    config::{ConfigError, Mode, SHIPPED_SCHEMA},
-    diag::{ConfigDiagnostic, SourceLocation},
-    engine::{Decision, PolicyEngine, PolicyId, Reason},
+    config::{COMPILED_FORMAT, CompiledConfig, CompiledPolicy, ConfigError, EntityRefJson, Mode},
+    diag::{ConfigDiagnostic, SourceLocation, line_column},
+    engine::{Decision, PolicyEngine, PolicyId, Reason, precheck},
     facts::{Headers, InvalidRequest, RequestFacts},
     path::{EscapedSlashes, NormalPath, PathError, PathOptions, normalize_path},
 };

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+mod compile;
 mod istio;
 mod validate;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Validate Cedar policies (or an authorization-filter configuration)
     /// against meshward's schema, as the filter will when configured.
     Validate(validate::Args),
+    /// Check Cedar policies (or an authoring configuration) with Cedar and
+    /// compile them into the configuration the authorization filter loads.
+    Compile(compile::Args),
     /// Translate Istio AuthorizationPolicy YAML into equivalent Cedar.
     IstioImport(istio::Args),
 }
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Certs(args) => certs::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Compile(args) => compile::run(args),
         Command::IstioImport(args) => istio::run(args),
     };
     match result {

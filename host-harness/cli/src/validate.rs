@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use meshward_policy::{ConfigDiagnostic, ConfigError, PolicyEngine, SourceLocation};
+use meshward_policy_cedar::engine_from_config;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -52,8 +53,18 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             (config, sources)
         }
     };
-    let engine = PolicyEngine::from_config(config.to_string().as_bytes())
-        .map_err(|e| report(&e, &policies, &schema_name))?;
+    // Cedar checks the text and compiles it, as `meshward compile` does, so
+    // a construct the filter does not support is reported too; an already
+    // compiled configuration is loaded as the filter loads it.
+    let engine = if config
+        .get("policies")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        engine_from_config(config.to_string().as_bytes())
+    } else {
+        PolicyEngine::from_config(config.to_string().as_bytes())
+    }
+    .map_err(|e| report(&e, &policies, &schema_name))?;
     let ids = engine.policy_ids();
     println!(
         "ok: {} policies valid against the schema ({})",
@@ -68,14 +79,14 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The policy files, joined into the one text the engine validates, and
 /// where each starts in it.
-struct Sources {
-    text: String,
+pub(crate) struct Sources {
+    pub(crate) text: String,
     /// (file name, byte offset of its first byte, its first line) in order.
     starts: Vec<(String, usize, usize)>,
 }
 
 impl Sources {
-    fn new(files: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(files: Vec<(String, String)>) -> Self {
         let mut text = String::new();
         let mut starts = Vec::with_capacity(files.len());
         let mut line = 1;
@@ -103,7 +114,7 @@ impl Sources {
 
 /// Every problem of `error` on its own line, as `file:line:column: message`
 /// where the engine gave a place.
-fn report(error: &ConfigError, policies: &Sources, schema_name: &str) -> String {
+pub(crate) fn report(error: &ConfigError, policies: &Sources, schema_name: &str) -> String {
     match error {
         ConfigError::Parse(list) | ConfigError::Validation(list) => {
             let head = match error {
@@ -157,7 +168,7 @@ fn validate_texts(files: &[(&str, &str)]) -> Result<usize, String> {
             .collect(),
     );
     let config = serde_json::json!({ "policies": sources.text });
-    PolicyEngine::from_config(config.to_string().as_bytes())
+    engine_from_config(config.to_string().as_bytes())
         .map(|e| e.policy_ids().len())
         .map_err(|e| report(&e, &sources, "(shipped schema)"))
 }

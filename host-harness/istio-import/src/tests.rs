@@ -1,5 +1,6 @@
 use meshward_identity::SpiffeId;
-use meshward_policy::{PolicyEngine, Reason, RequestFacts};
+use meshward_policy::{Decision, PolicyEngine, Reason, RequestFacts};
+use meshward_policy_cedar::CedarEngine;
 
 use super::*;
 
@@ -18,11 +19,37 @@ fn translate(yaml: &str) -> Imported {
 
 /// The engine as a filter would run it for Istio fidelity: requests without a
 /// peer identity are evaluated, as Istio evaluates plaintext requests.
-fn engine(yaml: &str) -> PolicyEngine {
+fn engine(yaml: &str) -> Engines {
     let cedar = translate(yaml).cedar;
     let config = serde_json::json!({"policies": cedar, "require_peer_identity": false});
-    PolicyEngine::from_config(config.to_string().as_bytes())
-        .unwrap_or_else(|e| panic!("{e}\n{cedar}"))
+    let reference = CedarEngine::from_config(config.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{cedar}"));
+    let evaluator = PolicyEngine::from_compiled(&reference.compiled().unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{cedar}"));
+    Engines {
+        reference,
+        evaluator,
+    }
+}
+
+/// The filter's evaluator, checked against Cedar on every decision.
+struct Engines {
+    reference: CedarEngine,
+    evaluator: PolicyEngine,
+}
+
+impl Engines {
+    fn decide(&self, f: &RequestFacts) -> Decision {
+        let d = self.evaluator.decide(f);
+        let c = self.reference.decide_unindexed(f);
+        assert_eq!(
+            (d.allowed, d.reason, &d.determining, d.errors.len()),
+            (c.allowed, c.reason, &c.determining, c.errors.len()),
+            "{f:?}"
+        );
+        assert_eq!(c, self.reference.decide(f));
+        d
+    }
 }
 
 fn req(peer: Option<&str>, method: &str, host: &str, path: &str) -> RequestFacts {
@@ -33,9 +60,8 @@ fn req(peer: Option<&str>, method: &str, host: &str, path: &str) -> RequestFacts
     f
 }
 
-fn allowed(e: &PolicyEngine, f: &RequestFacts) -> bool {
+fn allowed(e: &Engines, f: &RequestFacts) -> bool {
     let d = e.decide(f);
-    assert_eq!(d, e.decide_unindexed(f));
     assert!(d.errors.is_empty(), "{d:?}");
     d.allowed
 }

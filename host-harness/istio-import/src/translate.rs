@@ -165,7 +165,7 @@ pub(crate) fn import(yaml: &str, options: &ImportOptions) -> Result<Imported, Im
              @id(\"istio-default-allow\")\npermit (principal, action, resource);\n",
         );
     }
-    meshward_policy::PolicyEngine::from_policies(&cedar)
+    meshward_policy_cedar::engine_from_policies(&cedar)
         .map_err(|e| ImportError::Invalid(e.to_string()))?;
     out.cedar = cedar;
     Ok(out)

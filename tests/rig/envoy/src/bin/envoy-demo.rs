@@ -60,12 +60,18 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
             "allowed_ids": ["spiffe://example.org/ns/web/*"],
         }),
     )?;
-    let authz = filter(
-        &AUTHZ,
-        serde_json::json!({
+    // The filter loads compiled policies, as `meshward compile` makes them.
+    let authz_config = meshward_policy_cedar::compile_filter_config(
+        &serde_json::json!({
             "cedar": {"policies": POLICY},
             "peer_from": "identity_filter",
-        }),
+        })
+        .to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    let authz = filter(
+        &AUTHZ,
+        serde_json::from_str(&authz_config).map_err(|e| e.to_string())?,
     )?;
     println!("meshward demo: a SPIFFE CA for `{TRUST_DOMAIN}`, real Envoy, two meshward filters");
     println!("  1. identity filter {}", identity.wasm.display());

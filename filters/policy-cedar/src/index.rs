@@ -61,6 +61,8 @@ pub(crate) struct Combined {
     pub(crate) forbids: BTreeSet<String>,
     pub(crate) permits: BTreeSet<String>,
     pub(crate) errors: BTreeSet<String>,
+    /// The ids of the policies whose evaluation failed.
+    pub(crate) failed: BTreeSet<String>,
 }
 
 impl Combined {
@@ -70,6 +72,8 @@ impl Combined {
             cedar_policy::Decision::Deny => self.forbids.extend(reasons),
             cedar_policy::Decision::Allow => self.permits.extend(reasons),
         }
+        self.failed
+            .extend(response.diagnostics().errors().map(error_policy));
         self.errors.extend(
             response
                 .diagnostics()

@@ -15,21 +15,27 @@ use cedar_policy::{
 };
 use meshward_identity::SpiffeId;
 
-use crate::authority::parse_authority;
+use meshward_policy::view::{self, TagFilter, UserData, parse_authority};
 
-mod claims;
-mod tags;
-mod time;
+use meshward_policy::{InvalidRequest, RequestFacts};
+use view::{ANONYMOUS, cedar_datetime, header_values, param_values, unix_seconds, user_data};
 
-use self::claims::{UserData, user_data, user_entity};
-pub(crate) use self::tags::TagFilter;
-use self::tags::{header_values, joined_tags, param_values, set_tags};
-pub(crate) use self::time::cedar_datetime;
-use self::time::unix_seconds;
-use crate::facts::{InvalidRequest, RequestFacts};
-
-/// The id of the peer when there is no peer identity; never a SPIFFE ID.
-pub(crate) const ANONYMOUS: &str = "anonymous";
+/// Every tag name `hasTag`/`getTag` are called with in `policies`.
+pub(crate) fn tag_filter(policies: &cedar_policy::PolicySet) -> TagFilter {
+    let mut json = Vec::new();
+    let mut all = false;
+    for p in policies.policies() {
+        match p.to_json() {
+            Ok(j) => json.push(j),
+            Err(_) => all = true,
+        }
+    }
+    let mut filter = TagFilter::of_json(&json);
+    if all {
+        filter.keep_all();
+    }
+    filter
+}
 
 /// The entity types and action ids of the schema, parsed once.
 #[derive(Debug, Clone)]
@@ -93,12 +99,7 @@ impl Names {
     /// `write`: an upstream may upper-case `delete` and execute it, so
     /// nothing unknown may pass as a read.
     pub(crate) fn action(&self, method: &str) -> EntityUid {
-        let id = match method {
-            "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE" | "CONNECT"
-            | "TRACE" => method,
-            _ => "OTHER",
-        };
-        Self::uid(&self.action, id)
+        Self::uid(&self.action, view::action_id(method))
     }
 
     /// The principal of a request and the uids it is `in`.
@@ -233,7 +234,7 @@ pub(crate) fn build(
     let user_uid = key
         .user
         .as_ref()
-        .map(|u| Names::uid(&names.user, &format!("{}/{}", u.issuer, u.subject)));
+        .map(|u| Names::uid(&names.user, &u.principal()));
 
     let cached = if schema.is_none() {
         cache.entities.get(&key).cloned()
@@ -372,74 +373,40 @@ fn workload_entity(
     Entity::new_with_tags(uid.clone(), attrs, parents.iter().cloned(), []).map_err(|e| internal(&e))
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::time::{Duration, UNIX_EPOCH};
+/// Repeated names joined with `,`, as HTTP joins repeated headers.
+fn joined_tags(
+    pairs: &[(String, Vec<String>)],
+) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.join(","))))
+}
 
-    use super::claims::flatten_claims;
-    use super::tags::value_set;
-    use super::*;
+fn set_tags(
+    pairs: &[(String, Vec<String>)],
+) -> impl Iterator<Item = (String, RestrictedExpression)> + '_ {
+    pairs.iter().map(|(k, v)| {
+        let set = view::value_set(v)
+            .into_iter()
+            .map(|e| RestrictedExpression::new_string(e.to_owned()));
+        (k.clone(), RestrictedExpression::new_set(set))
+    })
+}
 
-    #[test]
-    fn datetime_text() {
-        assert_eq!(cedar_datetime(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_923);
-        assert_eq!(cedar_datetime(t), "2024-02-29T23:59:59Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(cedar_datetime(t), "2000-02-29T00:00:00Z");
-    }
-
-    fn params(query: &str) -> Vec<(String, Vec<String>)> {
-        param_values(query, &TagFilter::all()).unwrap()
-    }
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(
-            params("a=1&b=x%2Fy+z&&c&bad=%zz&A=2&%61=3"),
-            [
-                ("a".into(), vec!["1".into(), "2".into(), "3".into()]),
-                ("b".into(), vec!["x/y z".into()]),
-                ("bad".into(), vec!["%zz".into()]),
-                ("c".into(), vec!["".into()]),
-            ]
-        );
-        // A name that is not text is no name; a value that is not text is
-        // refused when its parameter is read.
-        assert!(params("%ff=1").is_empty());
-        assert!(matches!(
-            param_values("a=%ff", &TagFilter::all()),
-            Err(BuildError::Invalid(InvalidRequest::Param(n))) if n == "a"
-        ));
-    }
-
-    #[test]
-    fn value_sets() {
-        let v = |vals: &[&str]| {
-            let owned: Vec<String> = vals.iter().map(|s| (*s).to_owned()).collect();
-            value_set(&owned)
-                .into_iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(v(&["v", "v"]), ["v"]);
-        assert_eq!(v(&["a", " v "]), ["a", "v"]);
-        assert_eq!(v(&["a, v"]), ["a", "a, v", "v"]);
-    }
-
-    #[test]
-    fn claims_flatten() {
-        let claims = serde_json::json!({
-            "iss": "https://idp", "groups": ["a", "b"], "n": 3, "ok": true,
-            "realm_access": {"roles": ["admin"]}, "nil": null
-        });
-        let mut tags = BTreeMap::new();
-        flatten_claims(None, &claims, &mut tags);
-        assert_eq!(tags["groups"], ["a", "b"]);
-        assert_eq!(tags["n"], ["3"]);
-        assert_eq!(tags["ok"], ["true"]);
-        assert_eq!(tags["realm_access.roles"], ["admin"]);
-        assert!(!tags.contains_key("nil"));
-    }
+fn user_entity(uid: &EntityUid, user: &UserData) -> Result<Entity, BuildError> {
+    let set = |values: &[String]| {
+        RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
+    };
+    Entity::new_with_tags(
+        uid.clone(),
+        [
+            ("issuer".to_owned(), str_expr(&user.issuer)),
+            ("subject".to_owned(), str_expr(&user.subject)),
+            ("request_principal".to_owned(), str_expr(&user.principal())),
+            ("audiences".to_owned(), set(&user.audiences)),
+        ],
+        [],
+        user.tags.iter().map(|(k, v)| (k.clone(), set(v))),
+    )
+    .map_err(|e| internal(&e))
 }

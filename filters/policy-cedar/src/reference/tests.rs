@@ -1,5 +1,6 @@
 use super::*;
 use meshward_identity::SpiffeId;
+use meshward_policy::PolicyId;
 
 fn peer(s: &str) -> SpiffeId {
     SpiffeId::parse(s).unwrap()
@@ -13,8 +14,8 @@ fn get(path: &str) -> RequestFacts {
     RequestFacts::new("GET", "cart.shop.svc:8080", path).with_peer(web())
 }
 
-fn engine(policies: &str) -> PolicyEngine {
-    PolicyEngine::from_policies(policies).unwrap_or_else(|e| panic!("{e}"))
+fn engine(policies: &str) -> CedarEngine {
+    CedarEngine::from_policies(policies).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ids(d: &Decision) -> Vec<&str> {
@@ -23,7 +24,7 @@ fn ids(d: &Decision) -> Vec<&str> {
 
 #[test]
 fn default_deny() {
-    let d = engine("").decide(&get("/"));
+    let d = engine("").decide_both(&get("/"));
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::NoPermit);
     assert!(d.determining.is_empty());
@@ -34,12 +35,12 @@ fn permit_names_its_policy() {
     let e = engine(
         r#"@id("shop-reads") permit(principal in Mesh::Namespace::"shop", action in Mesh::Action::"read", resource);"#,
     );
-    let d = e.decide(&get("/"));
+    let d = e.decide_both(&get("/"));
     assert!(d.allowed, "{d:?}");
     assert_eq!(d.reason, Reason::Permitted);
     assert_eq!(ids(&d), ["shop-reads"]);
     let post = RequestFacts::new("POST", "cart", "/").with_peer(web());
-    assert!(!e.decide(&post).allowed);
+    assert!(!e.decide_both(&post).allowed);
 }
 
 #[test]
@@ -47,9 +48,9 @@ fn unnamed_policies_get_positional_ids() {
     let e = engine("permit(principal, action, resource);\npermit(principal, action, resource);");
     assert_eq!(
         e.policy_ids(),
-        [PolicyId("policy0".into()), PolicyId("policy1".into())]
+        [PolicyId::from("policy0"), PolicyId::from("policy1")]
     );
-    assert_eq!(ids(&e.decide(&get("/"))), ["policy0", "policy1"]);
+    assert_eq!(ids(&e.decide_both(&get("/"))), ["policy0", "policy1"]);
 }
 
 #[test]
@@ -58,17 +59,17 @@ fn forbid_overrides_permit() {
         r#"@id("all") permit(principal, action, resource);
            @id("no-admin") forbid(principal, action, resource) when { context.path like "/admin*" };"#,
     );
-    let d = e.decide(&get("/admin/users"));
+    let d = e.decide_both(&get("/admin/users"));
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::Forbidden);
     assert_eq!(ids(&d), ["no-admin"]);
-    assert!(e.decide(&get("/public")).allowed);
+    assert!(e.decide_both(&get("/public")).allowed);
 }
 
 #[test]
 fn no_identity_is_denied_before_any_policy() {
     let e = engine(r#"permit(principal, action, resource);"#);
-    let d = e.decide(&RequestFacts::new("GET", "h", "/"));
+    let d = e.decide_both(&RequestFacts::new("GET", "h", "/"));
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::NoPeerIdentity);
 }
@@ -80,13 +81,13 @@ fn anonymous_principal_when_identity_is_optional() {
                        @id("authn-only") permit(principal, action, resource) when { principal.authenticated };"#,
         "require_peer_identity": false,
     });
-    let e = PolicyEngine::from_config(config.to_string().as_bytes()).unwrap();
+    let e = CedarEngine::from_config(config.to_string().as_bytes()).unwrap();
     let anon = |p| RequestFacts::new("GET", "h", p);
-    assert_eq!(ids(&e.decide(&anon("/healthz"))), ["health"]);
-    let d = e.decide(&anon("/x"));
+    assert_eq!(ids(&e.decide_both(&anon("/healthz"))), ["health"]);
+    let d = e.decide_both(&anon("/x"));
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::NoPermit);
-    assert_eq!(ids(&e.decide(&get("/x"))), ["authn-only"]);
+    assert_eq!(ids(&e.decide_both(&get("/x"))), ["authn-only"]);
 }
 
 #[test]
@@ -97,7 +98,7 @@ fn evaluation_error_never_allows() {
     );
     let mut facts = get("/");
     facts.port = 8080;
-    let d = e.decide(&facts);
+    let d = e.decide_both(&facts);
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::NoPermit);
     assert_eq!(d.errors.len(), 1, "{d:?}");
@@ -106,17 +107,33 @@ fn evaluation_error_never_allows() {
 }
 
 #[test]
-fn erroring_forbid_does_not_deny_but_erroring_permit_does_not_allow() {
+fn erroring_forbid_denies_and_erroring_permit_does_not_allow() {
     let e = engine(
         r#"@id("ok") permit(principal, action, resource);
            @id("bad-forbid") forbid(principal, action, resource) when { context.port + 9223372036854775807 > 0 };"#,
     );
     let mut facts = get("/");
     facts.port = 1;
-    let d = e.decide(&facts);
-    // Cedar: an erroring policy is skipped, so the permit stands; the error is reported.
-    assert!(d.allowed);
+    let d = e.decide_both(&facts);
+    // Cedar would skip the erroring forbid and let the permit stand; meshward
+    // fails closed: a forbid that cannot be evaluated might have applied.
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::PolicyError);
+    assert_eq!(ids(&d), ["bad-forbid"]);
     assert_eq!(d.errors.len(), 1);
+    // No overflow, no error: the forbid holds.
+    facts.port = 0;
+    let d = e.decide_both(&facts);
+    assert_eq!((d.reason, ids(&d)), (Reason::Forbidden, vec!["bad-forbid"]));
+    // A satisfied forbid is the reason over a failed one.
+    let e = engine(
+        r#"@id("ok") permit(principal, action, resource);
+           @id("no") forbid(principal, action, resource);
+           @id("bad-forbid") forbid(principal, action, resource) when { context.port + 9223372036854775807 > 0 };"#,
+    );
+    facts.port = 1;
+    let d = e.decide_both(&facts);
+    assert_eq!((d.reason, ids(&d)), (Reason::Forbidden, vec!["no"]));
 }
 
 #[test]
@@ -139,7 +156,7 @@ fn request_attributes_reach_policies() {
     );
     let req = |m: &str| RequestFacts::new(m, "Cart.Shop.Svc:8080", "/p?q=a+b").with_peer(web());
     let allowed = |f: &RequestFacts| {
-        let d = e.decide(f);
+        let d = e.decide_both(f);
         assert_eq!(d, e.decide_unindexed(f));
         d.allowed
     };
@@ -173,7 +190,7 @@ fn request_attributes_reach_policies() {
 #[test]
 fn validation_errors_name_policy_line_and_column() {
     let text = "@id(\"fine\") permit(principal, action, resource);\n\n@id(\"typo\") permit(principal, action, resource)\n  when { context.pathh == \"/\" };\n";
-    let err = PolicyEngine::from_policies(text).unwrap_err();
+    let err = CedarEngine::from_policies(text).unwrap_err();
     let ConfigError::Validation(errors) = &err else {
         panic!("{err:?}")
     };
@@ -198,14 +215,14 @@ fn validation_errors_name_policy_line_and_column() {
 #[test]
 fn unknown_entity_types_fail_validation() {
     let err =
-        PolicyEngine::from_policies(r#"permit(principal == User::"alice", action, resource);"#)
+        CedarEngine::from_policies(r#"permit(principal == User::"alice", action, resource);"#)
             .unwrap_err();
     assert!(matches!(err, ConfigError::Validation(_)), "{err}");
 }
 
 #[test]
 fn parse_errors_have_locations() {
-    let err = PolicyEngine::from_policies(
+    let err = CedarEngine::from_policies(
         "permit(principal, action, resource);\npermit(principal action);",
     )
     .unwrap_err();
@@ -244,7 +261,7 @@ fn bad_configurations_are_refused() {
         ),
     ];
     for (config, check) in cases {
-        match PolicyEngine::from_config(config.as_bytes()) {
+        match CedarEngine::from_config(config.as_bytes()) {
             Ok(_) => panic!("accepted {config}"),
             Err(e) => assert!(check(&e), "{config}: {e:?}"),
         }
@@ -253,7 +270,7 @@ fn bad_configurations_are_refused() {
 
 #[test]
 fn config_fields() {
-    let e = PolicyEngine::from_config(
+    let e = CedarEngine::from_config(
         br#"{"policies": "permit(principal, action, resource);", "mode": "dry_run", "schema": null}"#,
     )
     .unwrap();

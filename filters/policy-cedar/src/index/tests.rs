@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use meshward_identity::SpiffeId;
 
-use crate::{PolicyEngine, RequestFacts};
+use crate::CedarEngine;
+use meshward_policy::RequestFacts;
 
 /// xorshift64*: deterministic, so a failure reproduces from its seed.
 struct Rng(u64);
@@ -165,7 +166,7 @@ fn index_gives_cedars_decisions_on_a_generated_corpus() {
     for set in 0..150 {
         let n = 1 + r.below(60);
         let text = policy_set(&mut r, n);
-        let engine = PolicyEngine::from_policies(&text)
+        let engine = CedarEngine::from_policies(&text)
             .unwrap_or_else(|e| panic!("set {set} does not validate: {e}\n{text}"));
         for _ in 0..40 {
             let facts = request(&mut r);
@@ -176,7 +177,7 @@ fn index_gives_cedars_decisions_on_a_generated_corpus() {
             assert_eq!(fast, reference, "set {set}, request {facts:?}\n{text}");
             total += 1;
             allowed += usize::from(fast.allowed);
-            forbidden += usize::from(fast.reason == crate::Reason::Forbidden);
+            forbidden += usize::from(fast.reason == meshward_policy::Reason::Forbidden);
             errored += usize::from(!fast.errors.is_empty());
         }
     }
@@ -188,7 +189,7 @@ fn index_gives_cedars_decisions_on_a_generated_corpus() {
 
 #[test]
 fn computed_tag_names_keep_every_tag() {
-    let engine = PolicyEngine::from_policies(
+    let engine = CedarEngine::from_policies(
         r#"@id("dyn") permit(principal, action, resource)
              when { context.headers.hasTag(context.query) && context.headers.getTag(context.query) == "1" };"#,
     )
@@ -202,7 +203,7 @@ fn computed_tag_names_keep_every_tag() {
 
 #[test]
 fn cached_entities_follow_the_request() {
-    let engine = PolicyEngine::from_policies(
+    let engine = CedarEngine::from_policies(
         r#"@id("hdr") permit(principal, action, resource)
              when { context.headers.hasTag("x-h") && context.headers.getTag("x-h") == "1" };
            @id("claim") forbid(principal, action, resource)
@@ -235,7 +236,7 @@ fn index_visits_only_matching_leaves() {
     text.push_str(
         "@id(\"mine\") permit(principal in Mesh::ServiceAccount::\"a/x\", action, resource);",
     );
-    let engine = PolicyEngine::from_policies(&text).unwrap();
+    let engine = CedarEngine::from_policies(&text).unwrap();
     let facts = RequestFacts::new("GET", "h1", "/")
         .with_peer(SpiffeId::parse("spiffe://cluster.local/ns/a/sa/x").unwrap());
     let d = engine.decide(&facts);

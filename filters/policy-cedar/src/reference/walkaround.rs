@@ -8,16 +8,16 @@ fn web() -> SpiffeId {
     SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/web").unwrap()
 }
 
-fn engine(policies: &str) -> PolicyEngine {
-    PolicyEngine::from_policies(policies).unwrap_or_else(|e| panic!("{e}"))
+fn engine(policies: &str) -> CedarEngine {
+    CedarEngine::from_policies(policies).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The decision, checked to be the same indexed, unindexed and by plain
 /// Cedar with nothing cached or filtered. The reference reads every header
 /// and parameter, so it also refuses those no policy reads when they are not
 /// text; otherwise it must agree.
-fn decide(e: &PolicyEngine, f: &RequestFacts) -> Decision {
-    let d = e.decide(f);
+fn decide(e: &CedarEngine, f: &RequestFacts) -> Decision {
+    let d = e.decide_both(f);
     assert_eq!(d, e.decide_unindexed(f), "{f:?}");
     let reference = e.decide_reference(f);
     if reference.reason != Reason::InvalidRequest || d.reason == Reason::InvalidRequest {
@@ -31,14 +31,14 @@ fn req(method: &str, host: &str, path: &str) -> RequestFacts {
 }
 
 #[track_caller]
-fn denied(e: &PolicyEngine, f: &RequestFacts, reason: Reason) {
+fn denied(e: &CedarEngine, f: &RequestFacts, reason: Reason) {
     let d = decide(e, f);
     assert!(!d.allowed, "{f:?} allowed");
     assert_eq!(d.reason, reason, "{f:?}: {d:?}");
 }
 
 #[track_caller]
-fn allowed(e: &PolicyEngine, f: &RequestFacts) {
+fn allowed(e: &CedarEngine, f: &RequestFacts) {
     let d = decide(e, f);
     assert!(d.allowed, "{f:?}: {d:?}");
 }
@@ -251,7 +251,8 @@ fn bytes_that_are_not_text_deny_only_when_read() {
         (b"GET", b"h\xff", b"/", "authority is not valid UTF-8"),
         (b"GET", b"h", b"/\xff", "path is not valid UTF-8"),
     ] {
-        let f = RequestFacts::from_raw(m, a, p, &crate::PathOptions::default()).with_peer(web());
+        let f = RequestFacts::from_raw(m, a, p, &meshward_policy::PathOptions::default())
+            .with_peer(web());
         let d = decide(&e, &f);
         assert_eq!(
             (d.reason, d.errors.as_slice()),
@@ -269,7 +270,7 @@ fn arbitrary_bytes_always_get_a_decision() {
     );
     let bytes = || proptest::collection::vec(any::<u8>(), 0..12);
     proptest!(|(m in bytes(), a in bytes(), p in bytes(), v in bytes())| {
-        let f = RequestFacts::from_raw(&m, &a, &p, &crate::PathOptions::default())
+        let f = RequestFacts::from_raw(&m, &a, &p, &meshward_policy::PathOptions::default())
             .with_peer(web())
             .with_header("a", &v);
         let d = decide(&e, &f);

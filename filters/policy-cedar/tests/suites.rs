@@ -1,6 +1,6 @@
-//! Runs every policy suite in `policies/` (`*.cases.json`) through the native
-//! engine, both indexed and unindexed, through the same `Decide` runner the
-//! compiled filter will be driven by.
+//! Runs every policy suite in `policies/` (`*.cases.json`) through Cedar
+//! (indexed and unindexed) and through the compiled evaluator the filter
+//! runs, with the same `Decide` runner the compiled filter is driven by.
 
 #![expect(
     clippy::unwrap_used,
@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use meshward_policy::{Decide, Decision, PolicyEngine, RequestFacts, Suite, run_suite};
+use meshward_policy_cedar::{CedarEngine, engine_from_config};
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
@@ -27,8 +28,17 @@ fn suites(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The same engine without its index: every policy evaluated.
-struct Unindexed(PolicyEngine);
+/// Cedar, indexed.
+struct Indexed(CedarEngine);
+
+impl Decide for Indexed {
+    fn decide(&mut self, facts: &RequestFacts) -> Result<Decision, String> {
+        Ok(self.0.decide(facts))
+    }
+}
+
+/// Cedar without the index: every policy evaluated.
+struct Unindexed(CedarEngine);
 
 impl Decide for Unindexed {
     fn decide(&mut self, facts: &RequestFacts) -> Result<Decision, String> {
@@ -51,7 +61,7 @@ fn load(path: &Path) -> (Suite, String) {
 }
 
 #[test]
-fn every_suite_passes_indexed_and_unindexed() {
+fn every_suite_passes_through_cedar_and_the_evaluator() {
     let mut paths = Vec::new();
     suites(&policies_dir(), &mut paths);
     paths.sort();
@@ -62,13 +72,18 @@ fn every_suite_passes_indexed_and_unindexed() {
         let (suite, config) = load(path);
         assert!(!suite.cases.is_empty(), "{} has no cases", path.display());
         cases += suite.cases.len();
-        let engine = PolicyEngine::from_config(config.as_bytes())
+        let engine = CedarEngine::from_config(config.as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut indexed = engine;
+        let mut indexed = Indexed(engine);
         for f in run_suite(&mut indexed, &suite) {
-            failures.push(format!("{} (indexed): {f}", path.display()));
+            failures.push(format!("{} (cedar indexed): {f}", path.display()));
         }
-        let mut unindexed = Unindexed(PolicyEngine::from_config(config.as_bytes()).unwrap());
+        let mut evaluator: PolicyEngine = engine_from_config(config.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for f in run_suite(&mut evaluator, &suite) {
+            failures.push(format!("{} (evaluator): {f}", path.display()));
+        }
+        let mut unindexed = Unindexed(CedarEngine::from_config(config.as_bytes()).unwrap());
         for f in run_suite(&mut unindexed, &suite) {
             failures.push(format!("{} (unindexed): {f}", path.display()));
         }
@@ -80,7 +95,7 @@ fn every_suite_passes_indexed_and_unindexed() {
 #[test]
 fn the_shipped_schema_is_the_file_in_policies() {
     let on_disk = std::fs::read_to_string(policies_dir().join("meshward.cedarschema")).unwrap();
-    assert_eq!(on_disk, meshward_policy::SHIPPED_SCHEMA);
+    assert_eq!(on_disk, meshward_policy_cedar::SHIPPED_SCHEMA);
 }
 
 #[test]
@@ -90,7 +105,7 @@ fn a_failing_case_is_reported() {
             "method": "GET", "host": "h", "path": "/"}, "expect": {"decision": "allow"}}]}"#,
     )
     .unwrap();
-    let mut engine = PolicyEngine::from_config(suite.config_json("").as_bytes()).unwrap();
+    let mut engine = engine_from_config(suite.config_json("").as_bytes()).unwrap();
     let failures = run_suite(&mut engine, &suite);
     assert_eq!(failures.len(), 1);
     assert!(
