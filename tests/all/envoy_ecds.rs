@@ -19,12 +19,12 @@ use serde_json::json;
 /// other test here builds it (peer from the connection; plaintext peers
 /// evaluated).
 fn authz_filter_config(cedar: &str) -> String {
-    json!({
+    let config = json!({
         "cedar": {"policies": cedar, "require_peer_identity": false},
         "peer_from": "connection",
         "decision_log": "denies",
-    })
-    .to_string()
+    });
+    crate::compiled(config)
 }
 
 fn permit_path(path: &str) -> String {
@@ -182,7 +182,13 @@ async fn policy_updates_reach_a_running_envoy_and_invalid_ones_are_refused() {
     let fails_before = stat_containing(&envoy, "meshward_authz.config_fail:")
         .await
         .unwrap_or(0);
-    publish(dir.path(), &authz_filter_config("permit (principal,"));
+    // Broken Cedar cannot be compiled, so the update carries the text as
+    // is: the filter takes only compiled policies and refuses it.
+    let invalid = json!({
+        "cedar": {"policies": "permit (principal,", "require_peer_identity": false},
+        "peer_from": "connection",
+    });
+    publish(dir.path(), &invalid.to_string());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let fails = stat_containing(&envoy, "meshward_authz.config_fail:")

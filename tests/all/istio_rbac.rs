@@ -213,7 +213,7 @@ fn load_cases() -> Vec<Case> {
 /// PERMISSIVE mode does; the peer from the connection, or from the identity
 /// filter where tokens are verified).
 fn authz_filter_config(cedar: &str, dry_run: bool, peer_from: &str) -> String {
-    json!({
+    let config = json!({
         "cedar": {
             "policies": cedar,
             "mode": if dry_run { "dry_run" } else { "enforce" },
@@ -221,8 +221,8 @@ fn authz_filter_config(cedar: &str, dry_run: bool, peer_from: &str) -> String {
         },
         "peer_from": peer_from,
         "decision_log": "none",
-    })
-    .to_string()
+    });
+    crate::compiled(config)
 }
 
 fn listener(name: &str, port: u16, filters: Vec<Value>, files: &BTreeMap<&str, String>) -> Value {
