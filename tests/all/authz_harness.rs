@@ -69,9 +69,10 @@ fn an_evaluation_error_denies_and_is_counted() {
 }
 
 #[test]
-fn an_erroring_forbid_does_not_block_but_never_allows_alone() {
-    // Cedar: a forbid whose condition errors is not satisfied. Alone it
-    // allows nothing (default deny); with a permit, the permit decides.
+fn an_erroring_forbid_denies_even_next_to_a_permit() {
+    // Cedar would skip a forbid whose condition errors; meshward fails
+    // closed (`policy_error`), since the filter cannot re-check what it is
+    // handed: alone or next to a permit, the request is denied.
     let forbid = r#"@id("f") forbid(principal, action, resource) when { context.port * 4611686018427387904 >= 0 };"#;
     let mut alone = filter()
         .start(
@@ -90,7 +91,13 @@ fn an_erroring_forbid_does_not_block_but_never_allows_alone() {
                 .properties(&Properties::istio_inbound_mtls(PEER, "")),
         )
         .unwrap();
-    assert!(plugin.send(Request::get("/")).forwarded());
+    let denied = plugin.send(Request::get("/"));
+    assert_eq!(denied.status(), 403);
+    assert!(
+        denied.body_text().contains("policy_error"),
+        "{}",
+        denied.body_text()
+    );
 }
 
 #[test]

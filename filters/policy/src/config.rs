@@ -38,11 +38,17 @@ pub const COMPILED_FORMAT: &str = "meshward-policy/1";
 #[serde(deny_unknown_fields)]
 #[doc(hidden)]
 pub struct CompiledConfig {
+    /// [`COMPILED_FORMAT`].
     pub format: String,
+    /// The policies, each with its id.
     pub policies: Vec<CompiledPolicy>,
+    /// Each `Mesh::Action` id with every action group it is in.
     pub actions: BTreeMap<String, Vec<EntityRefJson>>,
+    /// What the filter does with denies.
     #[serde(default)]
     pub mode: Mode,
+    /// Whether a request without a peer identity is denied before any
+    /// policy is evaluated (the default).
     #[serde(default = "yes")]
     pub require_peer_identity: bool,
 }
@@ -52,7 +58,9 @@ pub struct CompiledConfig {
 #[serde(deny_unknown_fields)]
 #[doc(hidden)]
 pub struct CompiledPolicy {
+    /// The policy's id (its `@id`, else Cedar's `policyN`).
     pub id: String,
+    /// The policy in Cedar's JSON policy format.
     pub policy: serde_json::Value,
 }
 
@@ -61,8 +69,10 @@ pub struct CompiledPolicy {
 #[serde(deny_unknown_fields)]
 #[doc(hidden)]
 pub struct EntityRefJson {
+    /// The entity type, with its namespace (`Mesh::Action`).
     #[serde(rename = "type")]
     pub ty: String,
+    /// The entity id.
     pub id: String,
 }
 
