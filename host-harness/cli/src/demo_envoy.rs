@@ -108,7 +108,8 @@ pub(crate) async fn run(flag: Option<PathBuf>) -> Result<(), Box<dyn std::error:
     eprintln!("meshward: starting Envoy (compiling the filters in V8 takes a few seconds)");
     let log = std::fs::File::create(&log_path)?;
     let child = Command::new(&envoy)
-        .args(["--config-path", &config_path])
+        .arg("--config-path")
+        .arg(&config_path)
         .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
         .arg("--admin-address-path")
         .arg(&admin_path)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use meshward_policy::CaseRequest;
 
-use crate::authz_config::{Authoring, PeerFrom, engine_config};
+use crate::authz_config::{Authoring, PeerFrom};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -146,7 +146,7 @@ pub(crate) mod engine {
 
     pub(crate) fn explain(a: &Authoring, facts: &RequestFacts) -> Result<Explained, String> {
         let engine = PolicyEngine::from_config(engine_config(a).to_string().as_bytes())
-            .map_err(|e| format!("the policies are refused: {e}"))?;
+            .map_err(|e| format!("the policies are refused: {}", crate::one_line(&e.to_string())))?;
         let decision = engine.decide(facts);
         Ok(Explained {
             view: view(facts, decision.reason.code() == "no_peer_identity"),

@@ -59,6 +59,16 @@ enum Command {
     Demo(demo::Args),
 }
 
+/// An error message on one line, for the commands whose failures are
+/// one `meshward: ...` line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

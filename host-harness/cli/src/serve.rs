@@ -120,6 +120,22 @@ struct FileLimits {
     upstream_timeout_ms: Option<u64>,
 }
 
+/// The filter would refuse policies that do not validate and say why only
+/// in its log; checking first puts the reason in the one error line.
+fn validate(a: &Authoring, files: &[PathBuf]) -> Result<(), String> {
+    let json = crate::authz_config::engine_config(a).to_string();
+    meshward_policy::PolicyEngine::from_config(json.as_bytes())
+        .map(|_| ())
+        .map_err(|e| {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            format!(
+                "filter `authz`: the policies in {} are refused: {}",
+                names.join(", "),
+                crate::one_line(&e.to_string())
+            )
+        })
+}
+
 fn read(base: &Path, p: &Path) -> Result<String, String> {
     let path = base.join(p);
     std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
@@ -146,7 +162,9 @@ pub(crate) fn from_file(path: &Path) -> Result<Config, String> {
                 Some("connection") => PeerFrom::Connection,
                 Some(other) => return Err(format!("filter {i}: unknown peer_from `{other}`")),
             };
-            authz_config(&Authoring::new(text.join("\n"), peer_from))
+            let authoring = Authoring::new(text.join("\n"), peer_from);
+            validate(&authoring, &f.policies)?;
+            authz_config(&authoring)
         } else {
             match &f.configuration {
                 None => String::new(),
@@ -272,10 +290,11 @@ fn from_flags(args: &Args) -> Result<Config, String> {
                 wasm: authz.bytes,
                 root_id: authz.root_id,
                 vm_id: String::new(),
-                configuration: authz_config(&Authoring::new(
-                    text.join("\n"),
-                    PeerFrom::IdentityFilter,
-                )),
+                configuration: {
+                    let authoring = Authoring::new(text.join("\n"), PeerFrom::IdentityFilter);
+                    validate(&authoring, &args.policies)?;
+                    authz_config(&authoring)
+                },
                 fail_open: false,
             },
         ],

@@ -59,7 +59,13 @@ fn run_suite_file(filter: &Filter, path: &Path) -> Result<(usize, usize), String
     // The engine validates the policies (with their places) and names them.
     let engine_json = crate::authz_config::engine_config(&authoring).to_string();
     let ids = PolicyEngine::from_config(engine_json.as_bytes())
-        .map_err(|e| format!("`{}`: the policies are refused: {e}", path.display()))?
+        .map_err(|e| {
+            format!(
+                "`{}`: the policies are refused: {}",
+                path.display(),
+                crate::one_line(&e.to_string())
+            )
+        })?
         .policy_ids();
     let mut wasm = WasmAuthz {
         filter,

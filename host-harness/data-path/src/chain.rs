@@ -178,7 +178,7 @@ fn run_instance(instance: &mut [Plugin], request: ChainRequest<'_>) -> ChainOutc
                 body = forwarded.body;
                 filter_state = state
                     .iter()
-                    .filter(|(name, _)| !properties.iter().any(|(p, _)| p == name))
+                    .filter(|(name, _)| !properties.iter().any(|(p, _)| *p == name.as_str()))
                     .map(|(name, value)| (name.clone(), value.clone()))
                     .collect();
             }

@@ -382,7 +382,7 @@ async fn handle(
     tracing::info!(
         target: "meshward::access",
         %method,
-        path,
+        path = %path,
         status = response.status().as_u16(),
         peer = properties.iter().find(|(k, _)| *k == "connection.uri_san_peer_certificate").map(|(_, v)| String::from_utf8_lossy(&v.encode()).into_owned()).unwrap_or_else(|| "-".to_owned()),
         micros = took.as_micros() as u64,
@@ -434,7 +434,7 @@ async fn decide_and_forward(
     headers.push((":method".into(), parts.method.as_str().to_owned()));
     headers.push((":scheme".into(), "https".into()));
     for (name, value) in &parts.headers {
-        if name == hyper::header::HOST {
+        if *name == hyper::header::HOST {
             continue;
         }
         let Ok(value) = value.to_str() else {
