@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn builds_the_filter_configuration() {
-        let mut a = Authoring::new("permit(principal, action, resource);", PeerFrom::IdentityFilter);
+        let mut a = Authoring::new(
+            "permit(principal, action, resource);",
+            PeerFrom::IdentityFilter,
+        );
         a.require_peer_identity = Some(false);
         let v: serde_json::Value = serde_json::from_str(&authz_config(&a)).unwrap();
         assert_eq!(v["peer_from"], "identity_filter");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use meshward_certs::{SpiffeCa, Svid};
 use meshward_data_path::{
-    ClientAuth, Client, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
+    Client, ClientAuth, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
     TlsSettings, TrustBundle, Upstream,
 };
 use meshward_filter_modules::{AUTHZ, IDENTITY};
@@ -116,7 +116,9 @@ async fn data_path() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("data path metrics (decisions):");
     for line in dp.metrics().render().lines() {
-        if line.starts_with("meshward_decisions_total") || line.starts_with("meshward_requests_total") {
+        if line.starts_with("meshward_decisions_total")
+            || line.starts_with("meshward_requests_total")
+        {
             println!("  {line}");
         }
     }
@@ -125,7 +127,10 @@ async fn data_path() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 pub(crate) fn print_chain() {
-    println!("  1. identity filter (embedded), root_id {}", IDENTITY.root_id);
+    println!(
+        "  1. identity filter (embedded), root_id {}",
+        IDENTITY.root_id
+    );
     println!("     {}", identity_config());
     println!("  2. authz filter (embedded), root_id {}", AUTHZ.root_id);
     println!("     Cedar policy policies/demo/orders.cedar:");

@@ -11,7 +11,9 @@ use meshward_certs::SpiffeCa;
 use meshward_data_path::EchoUpstream;
 use meshward_filter_modules::{AUTHZ, IDENTITY};
 
-use crate::demo::{TRUST_DOMAIN, authz_demo_config, finish, identity_config, print_chain, run_cases};
+use crate::demo::{
+    TRUST_DOMAIN, authz_demo_config, finish, identity_config, print_chain, run_cases,
+};
 
 const TEMPLATE: &str = include_str!("../../../envoy-config/sidecar-inbound-chain.yaml");
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,7 +76,10 @@ fn quote(text: &str) -> String {
 
 pub(crate) async fn run(flag: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let envoy = find_envoy(flag)?;
-    println!("meshward demo: a SPIFFE CA for `{TRUST_DOMAIN}`, real Envoy ({}), two meshward filters", envoy.display());
+    println!(
+        "meshward demo: a SPIFFE CA for `{TRUST_DOMAIN}`, real Envoy ({}), two meshward filters",
+        envoy.display()
+    );
     print_chain();
     let dir = std::env::temp_dir().join(format!("meshward-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
@@ -89,7 +94,10 @@ pub(crate) async fn run(flag: Option<PathBuf>) -> Result<(), Box<dyn std::error:
     let values = [
         ("{{CA}}", write("ca.pem", ca.cert_pem().as_bytes())?),
         ("{{CERT}}", write("server.pem", server.cert_pem.as_bytes())?),
-        ("{{KEY}}", write("server-key.pem", server.key_pem.as_bytes())?),
+        (
+            "{{KEY}}",
+            write("server-key.pem", server.key_pem.as_bytes())?,
+        ),
         ("{{WASM_0}}", write("identity.wasm", IDENTITY.bytes)?),
         ("{{WASM_1}}", write("authz.wasm", AUTHZ.bytes)?),
         ("{{ROOT_ID_0}}", IDENTITY.root_id.to_owned()),
@@ -110,7 +118,13 @@ pub(crate) async fn run(flag: Option<PathBuf>) -> Result<(), Box<dyn std::error:
     let child = Command::new(&envoy)
         .arg("--config-path")
         .arg(&config_path)
-        .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
+        .args([
+            "--concurrency",
+            "1",
+            "--log-level",
+            "info",
+            "--disable-hot-restart",
+        ])
         .arg("--admin-address-path")
         .arg(&admin_path)
         .stdin(Stdio::null())
@@ -118,10 +132,16 @@ pub(crate) async fn run(flag: Option<PathBuf>) -> Result<(), Box<dyn std::error:
         .stderr(Stdio::from(log))
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", envoy.display()))?;
-    let mut running = Running { child, dir: dir.clone() };
+    let mut running = Running {
+        child,
+        dir: dir.clone(),
+    };
     let admin = wait_ready(&mut running, &admin_path, &log_path).await?;
     let listener = listener(admin).await?;
-    println!("  Envoy: mTLS listener on {listener}, echo application behind it on {}", upstream.addr());
+    println!(
+        "  Envoy: mTLS listener on {listener}, echo application behind it on {}",
+        upstream.addr()
+    );
     println!();
     let wrong = run_cases(&ca, listener).await?;
     println!();
@@ -177,11 +197,15 @@ async fn admin_get(addr: std::net::SocketAddr, path: &str) -> Result<String, Str
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes())
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    tcp.read_to_string(&mut out)
         .await
         .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
     let (head, body) = out.split_once("\r\n\r\n").ok_or("no response")?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(head.lines().next().unwrap_or_default().to_owned());

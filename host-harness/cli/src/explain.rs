@@ -56,7 +56,8 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut text = Vec::new();
     for p in &args.policies {
         text.push(
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
         );
     }
     let mut authoring = Authoring::new(text.join("\n"), PeerFrom::IdentityFilter);
@@ -65,14 +66,19 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let request: CaseRequest = match &args.request {
         Some(json) => serde_json::from_str(json).map_err(|e| format!("--request: {e}"))?,
-        None => serde_json::from_value(request_json(&args)?)
-            .map_err(|e| format!("the request: {e}"))?,
+        None => {
+            serde_json::from_value(request_json(&args)?).map_err(|e| format!("the request: {e}"))?
+        }
     };
     let facts = request.to_facts()?;
     let explained = engine::explain(&authoring, &facts)?;
     println!(
         "decision: {}  (reason {})",
-        if explained.decision.allowed { "ALLOW" } else { "DENY" },
+        if explained.decision.allowed {
+            "ALLOW"
+        } else {
+            "DENY"
+        },
         explained.decision.reason.code()
     );
     let ids: Vec<&str> = explained
@@ -83,7 +89,11 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!(
         "determining policies: {}",
-        if ids.is_empty() { "(none)".to_owned() } else { ids.join(", ") }
+        if ids.is_empty() {
+            "(none)".to_owned()
+        } else {
+            ids.join(", ")
+        }
     );
     for e in &explained.decision.errors {
         println!("evaluation error: {e}");
@@ -145,8 +155,13 @@ pub(crate) mod engine {
     }
 
     pub(crate) fn explain(a: &Authoring, facts: &RequestFacts) -> Result<Explained, String> {
-        let engine = PolicyEngine::from_config(engine_config(a).to_string().as_bytes())
-            .map_err(|e| format!("the policies are refused: {}", crate::one_line(&e.to_string())))?;
+        let engine =
+            PolicyEngine::from_config(engine_config(a).to_string().as_bytes()).map_err(|e| {
+                format!(
+                    "the policies are refused: {}",
+                    crate::one_line(&e.to_string())
+                )
+            })?;
         let decision = engine.decide(facts);
         Ok(Explained {
             view: view(facts, decision.reason.code() == "no_peer_identity"),
@@ -174,7 +189,8 @@ pub(crate) mod engine {
                     "path": id.path(),
                     "authenticated": true,
                 });
-                let mut parents = vec![format!("Mesh::TrustDomain::\"{}\"", id.trust_domain_name())];
+                let mut parents =
+                    vec![format!("Mesh::TrustDomain::\"{}\"", id.trust_domain_name())];
                 if let (Some(ns), Some(sa), Some(map)) =
                     (id.namespace(), id.service_account(), attrs.as_object_mut())
                 {
@@ -185,10 +201,14 @@ pub(crate) mod engine {
                 }
                 json!({"uid": format!("Mesh::Workload::\"{}\"", id.as_str()), "attrs": attrs, "parents": parents})
             }
-            None => json!({"uid": "Mesh::Workload::\"anonymous\"", "attrs": {"authenticated": false}, "parents": []}),
+            None => {
+                json!({"uid": "Mesh::Workload::\"anonymous\"", "attrs": {"authenticated": false}, "parents": []})
+            }
         };
         let m = facts.method.as_str();
-        let known = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE"];
+        let known = [
+            "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE",
+        ];
         let action = if known.contains(&m) { m } else { "OTHER" };
         let group = match action {
             "GET" | "HEAD" | "OPTIONS" => vec!["Mesh::Action::\"read\""],
@@ -230,9 +250,14 @@ pub(crate) mod engine {
     fn canonical_host(authority: &str) -> String {
         let lower = authority.to_ascii_lowercase();
         let host = if lower.starts_with('[') {
-            lower.split_once(']').map_or(lower.clone(), |(h, _)| format!("{h}]"))
+            lower
+                .split_once(']')
+                .map_or(lower.clone(), |(h, _)| format!("{h}]"))
         } else {
-            lower.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(lower.clone(), |(h, _)| h.to_owned())
+            lower
+                .rsplit_once(':')
+                .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                .map_or(lower.clone(), |(h, _)| h.to_owned())
         };
         host.trim_end_matches('.').to_owned()
     }

@@ -25,7 +25,8 @@ pub(crate) fn resolve(spec: &str, base: &Path) -> Result<Resolved, String> {
         }
     }
     let path = base.join(spec);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     Ok(Resolved {
         bytes: Arc::from(bytes),
         root_id: String::new(),

@@ -259,7 +259,10 @@ fn from_flags(args: &Args) -> Result<Config, String> {
     for p in &args.policies {
         text.push(read(here, p)?);
     }
-    let domains: Vec<&str> = trust_bundles.iter().map(|b| b.trust_domain.as_str()).collect();
+    let domains: Vec<&str> = trust_bundles
+        .iter()
+        .map(|b| b.trust_domain.as_str())
+        .collect();
     let identity = crate::modules::resolve("identity", here)?;
     let authz = crate::modules::resolve("authz", here)?;
     Ok(Config {
@@ -281,8 +284,7 @@ fn from_flags(args: &Args) -> Result<Config, String> {
                 wasm: identity.bytes,
                 root_id: identity.root_id,
                 vm_id: String::new(),
-                configuration: serde_json::json!({ "allowed_trust_domains": domains })
-                    .to_string(),
+                configuration: serde_json::json!({ "allowed_trust_domains": domains }).to_string(),
                 fail_open: false,
             },
             FilterSpec {

@@ -58,7 +58,11 @@ impl Chain {
     /// Compiles every filter and starts one instance, so that a module that
     /// does not load or a configuration a filter refuses is an error now,
     /// not a 503 later.
-    pub(crate) fn new(host: &Host, cache: &ModuleCache, specs: &[FilterSpec]) -> Result<Self, Error> {
+    pub(crate) fn new(
+        host: &Host,
+        cache: &ModuleCache,
+        specs: &[FilterSpec],
+    ) -> Result<Self, Error> {
         let mut filters = Vec::with_capacity(specs.len());
         for spec in specs {
             let key: [u8; 32] = sha2::Sha256::digest(&*spec.wasm).into();
@@ -82,7 +86,9 @@ impl Chain {
             filters,
             pool: Mutex::new(Vec::new()),
         };
-        let first = chain.start_instance().map_err(|(name, message)| Error::Filter { name, message })?;
+        let first = chain
+            .start_instance()
+            .map_err(|(name, message)| Error::Filter { name, message })?;
         chain.checkin(first);
         Ok(chain)
     }

@@ -166,10 +166,9 @@ impl Client {
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(tls);
         let sender = if h2 {
-            let (sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|e| format!("http/2: {e}"))?;
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| format!("http/2: {e}"))?;
             tokio::spawn(conn);
             Sender::H2(sender)
         } else {

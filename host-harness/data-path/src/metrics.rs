@@ -147,7 +147,11 @@ impl Metrics {
         out.push_str("# HELP meshward_requests_total Requests by how they ended.\n# TYPE meshward_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for (k, v) in m.iter() {
-                let _ = writeln!(out, "meshward_requests_total{{result=\"{}\"}} {v}", k.label());
+                let _ = writeln!(
+                    out,
+                    "meshward_requests_total{{result=\"{}\"}} {v}",
+                    k.label()
+                );
             }
         }
         out.push_str("# HELP meshward_decisions_total Filter chain decisions, with the deny reason the filter named.\n# TYPE meshward_decisions_total counter\n");
@@ -210,8 +214,13 @@ mod tests {
         m.request(RequestResult::LocalReply, Duration::from_millis(3));
         m.decision(false, "no_permit", Duration::from_micros(50));
         let text = m.render();
-        assert!(text.contains("meshward_requests_total{result=\"forwarded\"} 1"), "{text}");
-        assert!(text.contains("meshward_decisions_total{decision=\"deny\",reason=\"no_permit\"} 1"));
+        assert!(
+            text.contains("meshward_requests_total{result=\"forwarded\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meshward_decisions_total{decision=\"deny\",reason=\"no_permit\"} 1")
+        );
         assert!(text.contains("meshward_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("meshward_request_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("meshward_request_duration_seconds_count 2"));

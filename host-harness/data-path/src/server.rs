@@ -115,9 +115,7 @@ impl DataPath {
             ),
             None => None,
         };
-        let metrics_addr = metrics_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok());
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let shared = Arc::new(Shared {
             current: RwLock::new(Arc::new(generation)),
             metrics: Arc::new(Metrics::default()),
@@ -262,8 +260,7 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(shared.listen);
     let limits = generation.limits.clone();
-    let accepted =
-        tokio::time::timeout(limits.handshake_timeout, generation.tls.accept(tcp)).await;
+    let accepted = tokio::time::timeout(limits.handshake_timeout, generation.tls.accept(tcp)).await;
     drop(generation);
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
@@ -400,7 +397,10 @@ async fn decide_and_forward(
     if request.headers().len() > limits.max_headers {
         return Ok((
             RequestResult::Rejected,
-            plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers\n"),
+            plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers\n",
+            ),
         ));
     }
     let (parts, body) = request.into_parts();
@@ -447,7 +447,10 @@ async fn decide_and_forward(
     }
     let body = match Limited::new(body, limits.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return Ok((
                 RequestResult::Rejected,
                 plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
@@ -480,7 +483,10 @@ async fn decide_and_forward(
                         UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                         _ => StatusCode::SERVICE_UNAVAILABLE,
                     };
-                    Ok((RequestResult::UpstreamError, plain(status, &format!("{e}\n"))))
+                    Ok((
+                        RequestResult::UpstreamError,
+                        plain(status, &format!("{e}\n")),
+                    ))
                 }
             }
         }
@@ -493,7 +499,10 @@ async fn decide_and_forward(
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("local_reply_{status}"));
             shared.metrics.decision(false, &reason, chain_took);
-            Ok((RequestResult::LocalReply, local_reply(status, &headers, body)))
+            Ok((
+                RequestResult::LocalReply,
+                local_reply(status, &headers, body),
+            ))
         }
         ChainOutcome::Reset => {
             shared.metrics.decision(false, "reset", chain_took);
@@ -503,15 +512,23 @@ async fn decide_and_forward(
             shared.metrics.decision(false, "stalled", chain_took);
             Ok((
                 RequestResult::FilterError,
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "a filter paused the request and never resumed it\n"),
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "a filter paused the request and never resumed it\n",
+                ),
             ))
         }
         ChainOutcome::Unavailable(e) => {
-            shared.metrics.decision(false, "filter_unavailable", chain_took);
+            shared
+                .metrics
+                .decision(false, "filter_unavailable", chain_took);
             tracing::error!(error = %e, "no filter instance");
             Ok((
                 RequestResult::FilterError,
-                plain(StatusCode::SERVICE_UNAVAILABLE, "filter chain unavailable\n"),
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "filter chain unavailable\n",
+                ),
             ))
         }
     }
@@ -556,7 +573,10 @@ fn outgoing(headers: &Headers, body: Vec<u8>) -> Result<Outgoing, StreamReset> {
             }
             n if n.starts_with(':') || hop_by_hop(n) => {}
             n => {
-                if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(value)) {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(n.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
                     map.append(k, v);
                 }
             }
@@ -595,7 +615,10 @@ fn local_reply(status: u16, headers: &Headers, body: Vec<u8>) -> Reply {
         if name.starts_with(':') || hop_by_hop(name) {
             continue;
         }
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             response.headers_mut().append(k, v);
         }
     }
@@ -612,7 +635,11 @@ fn plain(status: StatusCode, body: &str) -> Reply {
     response
 }
 
-async fn metrics_loop(metrics: Arc<Metrics>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+async fn metrics_loop(
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,

@@ -51,9 +51,8 @@ impl UpstreamClient {
                 key_pem,
             } => {
                 let config = crate::tls::client_config(ca_pem, cert_chain_pem, key_pem)?;
-                let name = ServerName::try_from(server_name.clone()).map_err(|_| {
-                    Error::Config(format!("`{server_name}` is not a server name"))
-                })?;
+                let name = ServerName::try_from(server_name.clone())
+                    .map_err(|_| Error::Config(format!("`{server_name}` is not a server name")))?;
                 (addr.clone(), Some((TlsConnector::from(config), name)))
             }
         };
@@ -103,7 +102,9 @@ impl UpstreamClient {
             .collect()
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     UpstreamError::TooLarge
                 } else {
                     UpstreamError::Reset(e.to_string())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use meshward_certs::{SpiffeCa, Svid};
 use meshward_data_path::{
-    ClientAuth, Client, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
+    Client, ClientAuth, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
     TlsSettings, TrustBundle, Upstream,
 };
 use meshward_filter_modules::{AUTHZ, IDENTITY};
@@ -184,8 +184,14 @@ async fn allowed_and_denied_workloads_over_http1_and_http2() {
         metrics.contains("meshward_decisions_total{decision=\"deny\",reason=\"forbidden\"} 2"),
         "{metrics}"
     );
-    assert!(metrics.contains("meshward_requests_total{result=\"forwarded\"} 2"), "{metrics}");
-    assert!(metrics.contains("meshward_request_duration_seconds_count 8"), "{metrics}");
+    assert!(
+        metrics.contains("meshward_requests_total{result=\"forwarded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meshward_request_duration_seconds_count 8"),
+        "{metrics}"
+    );
     dp.shutdown().await;
 }
 
@@ -270,7 +276,10 @@ async fn optional_client_auth_lets_the_filters_deny_a_peerless_request() {
     let mut config = rig.config(POLICY, rig.http_upstream());
     config.tls.client_auth = ClientAuth::Optional;
     let dp = DataPath::start(config).await.unwrap();
-    let r = rig.send(&dp, None, "GET", "/api/orders", false).await.unwrap();
+    let r = rig
+        .send(&dp, None, "GET", "/api/orders", false)
+        .await
+        .unwrap();
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.header("x-meshward-deny-reason").is_some());
 }
@@ -366,7 +375,9 @@ async fn reload_under_traffic_fails_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The new policy forbids the API: requests after the reload are 403.
-    let forbid_api = format!("{POLICY}\n@id(\"api-closed\") forbid(principal, action, resource) when {{ context.path like \"/api/*\" }};");
+    let forbid_api = format!(
+        "{POLICY}\n@id(\"api-closed\") forbid(principal, action, resource) when {{ context.path like \"/api/*\" }};"
+    );
     dp.reload(rig.config(&forbid_api, rig.http_upstream()))
         .await
         .unwrap();
@@ -400,7 +411,10 @@ async fn bad_configurations_are_refused_with_one_clear_error() {
     c.tls.cert_chain_pem = "not pem".into();
     let e = DataPath::start(c).await.unwrap_err().to_string();
     assert!(e.contains("server certificate"), "{e}");
-    let c = rig.config("permit(principal, action, resource) when { context.nope };", rig.http_upstream());
+    let c = rig.config(
+        "permit(principal, action, resource) when { context.nope };",
+        rig.http_upstream(),
+    );
     let e = DataPath::start(c).await.unwrap_err().to_string();
     assert!(e.starts_with("filter `authz`"), "{e}");
     let dp = rig.start().await;
