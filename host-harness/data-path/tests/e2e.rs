@@ -220,11 +220,12 @@ async fn a_second_trust_domain_is_verified_against_its_own_bundle() {
     // A partner.net ID signed by example.org's CA: the chain is good for
     // example.org, but the ID's trust domain names partner.net's bundle.
     let forged = rig.ca.issue(PARTNER, &[]).unwrap();
-    let err = rig
+    // The handshake fails; with TLS 1.3 the client sees it at its first
+    // read, whatever step that is.
+    let refused = rig
         .send(&dp, Some(&forged), "GET", "/api/orders", false)
-        .await
-        .unwrap_err();
-    assert!(err.contains("tls") || err.contains("request"), "{err}");
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
