@@ -1,7 +1,7 @@
 //! The upstream client: HTTP/1.1, plain or mTLS, over a small pool of
 //! kept-alive connections.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -183,6 +183,3 @@ impl Outgoing {
         request
     }
 }
-
-/// Shared so a reload that keeps the upstream keeps its connections.
-pub(crate) type SharedUpstream = Arc<UpstreamClient>;
