@@ -1,14 +1,25 @@
 //! `meshward`: the policy author's command line.
 //!
-//! Issues demo SVIDs, validates policies and filter configuration, and
-//! translates Istio AuthorizationPolicies. It reads nothing from the source
-//! tree it was built in, so an installed `meshward` works from any folder.
+//! Issues demo SVIDs, validates policies and filter configuration, runs
+//! policy test suites and explains single decisions against the compiled
+//! filters, serves the mTLS reference data path, runs the demo, and
+//! translates Istio AuthorizationPolicies. The filters are compiled in (or
+//! named by a flag) and nothing is read from the source tree it was built
+//! in, so an installed `meshward` works from any folder.
 
 #![forbid(unsafe_code)]
 
+mod authz_config;
 mod certs;
 mod compile;
+mod demo;
+mod demo_envoy;
+mod explain;
 mod istio;
+mod logging;
+mod modules;
+mod serve;
+mod suite;
 mod validate;
 
 use std::process::ExitCode;
@@ -38,6 +49,28 @@ enum Command {
     Compile(compile::Args),
     /// Translate Istio AuthorizationPolicy YAML into equivalent Cedar.
     IstioImport(istio::Args),
+    /// Run policy test suites (`*.cases.json`) against the compiled
+    /// authorization filter; lists policies no case exercised.
+    Test(suite::Args),
+    /// Decide one request and show why: the determining policies and the
+    /// entities and context Cedar evaluated.
+    Explain(explain::Args),
+    /// Serve the mTLS reference data path with a filter chain in front of
+    /// an upstream.
+    Serve(serve::Args),
+    /// Show the filters deciding real mTLS traffic on 127.0.0.1 (the data
+    /// path, or real Envoy with `--envoy`).
+    Demo(demo::Args),
+}
+
+/// An error message on one line, for the commands whose failures are
+/// one `meshward: ...` line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn main() -> ExitCode {
@@ -47,6 +80,10 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Compile(args) => compile::run(args),
         Command::IstioImport(args) => istio::run(args),
+        Command::Test(args) => suite::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,6 +108,15 @@ impl<'p> HttpStream<'p> {
             .set(name, value);
     }
 
+    /// The properties this stream holds so far: those set for it and
+    /// those the filter set with `proxy_set_property` (Envoy's filter
+    /// state), so a host running a chain of filters, one plugin each, can
+    /// hand them to the next filter's stream as Envoy's shared filter state
+    /// would.
+    pub fn properties(&mut self) -> crate::properties::Properties {
+        self.plugin.stream_state(self.id).properties_mut().clone()
+    }
+
     fn over(&self) -> bool {
         self.end.is_some()
     }
