@@ -14,6 +14,7 @@ mod authz_e2e;
 mod authz_harness;
 mod differential;
 mod envoy_configs;
+mod fidelity;
 mod harness_conformance;
 mod identity_e2e;
 mod istio;

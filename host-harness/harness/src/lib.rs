@@ -43,6 +43,7 @@ mod properties;
 mod shared;
 mod state;
 mod stream;
+mod trace;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +51,7 @@ pub use self::{
     abi::{AbiVersion, LogLevel},
     callout::{
         ForeignFunction, GrpcCallRequest, GrpcReply, GrpcUpstream, HttpCallReply, HttpCallRequest,
-        HttpUpstream,
+        HttpUpstream, timeout_response,
     },
     error::{Error, Failure, FailureKind},
     host::{Filter, Host, Limits, PluginConfig},
@@ -61,4 +62,5 @@ pub use self::{
     shared::Shared,
     state::LogRecord,
     stream::{HttpStream, Step},
+    trace::Call,
 };
