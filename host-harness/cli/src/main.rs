@@ -8,6 +8,7 @@
 
 mod certs;
 mod istio;
+mod scenario;
 mod validate;
 
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
     Validate(validate::Args),
     /// Translate Istio AuthorizationPolicy YAML into equivalent Cedar.
     IstioImport(istio::Args),
+    /// Run a scenario file against a proxy-wasm module in the harness and
+    /// show what differed from its expectations.
+    Scenario(scenario::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Validate(args) => validate::run(args),
         Command::IstioImport(args) => istio::run(args),
+        Command::Scenario(args) => scenario::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
