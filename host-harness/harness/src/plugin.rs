@@ -512,8 +512,8 @@ impl Plugin {
     }
 
     /// Sends `request` through the filter and, if it reaches the upstream,
-    /// the upstream's response back; then ends the stream (`proxy_on_done`,
-    /// `proxy_on_log`, `proxy_on_delete`).
+    /// the upstream's response back; then ends the stream (`proxy_on_log`,
+    /// `proxy_on_done`, `proxy_on_delete`).
     pub fn send(&mut self, request: crate::http::Request) -> crate::http::Exchange {
         HttpStream::exchange(self, request)
     }
@@ -723,16 +723,17 @@ impl Plugin {
         Ok(true)
     }
 
-    /// Ends stream `id` as Envoy does: `proxy_on_done`, then
-    /// `proxy_on_log` (access logs, which see missing maps as
-    /// `NOT_FOUND`), then `proxy_on_delete`. A failure is recorded on the
+    /// Ends stream `id` as Envoy 1.40 does: its access log first
+    /// (`proxy_on_log`, which sees missing maps as `NOT_FOUND`), then the
+    /// filter's destruction (`proxy_on_done`, `proxy_on_delete`). The order
+    /// was seen on real Envoy (issue 13). A failure is recorded on the
     /// plugin.
     pub(crate) fn end_stream(&mut self, id: u32) {
         let arg = id as i32;
-        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
         self.store.data_mut().set_access_log(true);
         let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
         self.store.data_mut().set_access_log(false);
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
         let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
     }
 

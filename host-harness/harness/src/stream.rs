@@ -426,7 +426,7 @@ impl<'p> HttpStream<'p> {
         self.request.complete
     }
 
-    /// Ends the stream (`proxy_on_done`, `proxy_on_log`, `proxy_on_delete`)
+    /// Ends the stream (`proxy_on_log`, `proxy_on_done`, `proxy_on_delete`)
     /// and reports its outcome.
     pub fn finish(mut self) -> Exchange {
         self.finish_inner()

@@ -69,7 +69,10 @@ impl Bootstrap {
         let path = path.split('?').next().unwrap_or(path);
         for route in &self.routes {
             match route {
-                Some(d) if (d.exact && path == d.prefix) || (!d.exact && path.starts_with(&d.prefix)) => {
+                Some(d)
+                    if (d.exact && path == d.prefix)
+                        || (!d.exact && path.starts_with(&d.prefix)) =>
+                {
                     return Some(d);
                 }
                 // A route to a cluster: only a catch-all stops the search
@@ -105,8 +108,7 @@ fn configuration(v: Option<&Value>) -> String {
             }
             let mut m = m.clone();
             m.remove("@type");
-            let json: Result<serde_json::Value, _> =
-                serde_yaml_ng::from_value(Value::Mapping(m));
+            let json: Result<serde_json::Value, _> = serde_yaml_ng::from_value(Value::Mapping(m));
             json.map(|j| j.to_string()).unwrap_or_default()
         }
         other => text(other),
@@ -137,12 +139,13 @@ fn walk(v: &Value, out: &mut Bootstrap) {
                 for r in routes {
                     let prefix = get(r, &["match", "prefix"]);
                     let path = get(r, &["match", "path"]);
-                    out.routes.push(r.get("direct_response").map(|d| DirectRoute {
-                        prefix: text(prefix.or(path)),
-                        exact: path.is_some(),
-                        status: text(d.get("status")).parse().unwrap_or(200),
-                        body: text(get(d, &["body", "inline_string"])),
-                    }));
+                    out.routes
+                        .push(r.get("direct_response").map(|d| DirectRoute {
+                            prefix: text(prefix.or(path)),
+                            exact: path.is_some(),
+                            status: text(d.get("status")).parse().unwrap_or(200),
+                            body: text(get(d, &["body", "inline_string"])),
+                        }));
                 }
             }
             for (_, child) in m {
@@ -175,7 +178,10 @@ mod tests {
             }]
         );
         let direct = b.direct_response("/direct/x").unwrap();
-        assert_eq!((direct.status, direct.body.as_str()), (418, "direct answer"));
+        assert_eq!(
+            (direct.status, direct.body.as_str()),
+            (418, "direct answer")
+        );
         assert_eq!(b.direct_response("/other"), None);
     }
 

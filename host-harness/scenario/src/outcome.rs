@@ -98,8 +98,8 @@ impl Outcome {
                 && !skip.contains(&name)
             {
                 let got = got.unwrap_or_default();
-                let same = want.len() == got.len()
-                    && want.iter().zip(&got).all(|(w, g)| matches(w, g));
+                let same =
+                    want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| matches(w, g));
                 if !same {
                     out.push((name.to_owned(), line_diff(&want, &got)));
                 }
@@ -144,7 +144,11 @@ fn line_diff(want: &[String], got: &[String]) -> String {
         for j in (0..m).rev() {
             let here = match (want.get(i), got.get(j)) {
                 (Some(w), Some(g)) if matches(w, g) => {
-                    1 + lcs.get(i + 1).and_then(|r| r.get(j + 1)).copied().unwrap_or(0)
+                    1 + lcs
+                        .get(i + 1)
+                        .and_then(|r| r.get(j + 1))
+                        .copied()
+                        .unwrap_or(0)
                 }
                 _ => {
                     let down = lcs.get(i + 1).and_then(|r| r.get(j)).copied().unwrap_or(0);

@@ -8,11 +8,11 @@ use meshward_harness::{
     End, Exchange, Host, HttpCallReply, HttpCallRequest, LogLevel, Plugin, PluginConfig, Response,
 };
 
+use crate::ScenarioError;
 use crate::bootstrap::Bootstrap;
 use crate::front;
 use crate::outcome::Outcome;
 use crate::spec::{CalloutSpec, ResponseSpec, Scenario, StepSpec};
-use crate::ScenarioError;
 
 /// Which module and plugin settings a scenario runs with.
 #[derive(Clone, Debug, Default)]
@@ -204,7 +204,10 @@ pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError
         let expect = step.expect.clone().unwrap_or_default();
         let compared = count(&expect);
         report.steps.push(StepReport {
-            name: step.name.clone().unwrap_or_else(|| format!("step {}", i + 1)),
+            name: step
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("step {}", i + 1)),
             differences: expect.differences(&seen, &[]),
             seen,
             compared,

@@ -206,12 +206,8 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
-        let status = self
-            .get_http_response_header(":status")
-            .unwrap_or_default();
-        self.log(&format!(
-            "cb on_response_headers eos={eos} status={status}"
-        ));
+        let status = self.get_http_response_header(":status").unwrap_or_default();
+        self.log(&format!("cb on_response_headers eos={eos} status={status}"));
         if self.has("rewrite") {
             self.set_http_response_header("content-length", None);
         }
