@@ -26,6 +26,7 @@ pub fn request_headers(r: &RequestSpec) -> Headers {
         (":authority".into(), host.to_owned()),
         (":path".into(), r.path.clone()),
         (":method".into(), r.method.clone()),
+        (":scheme".into(), "http".into()),
     ];
     for (k, v) in &r.headers {
         if !k.eq_ignore_ascii_case("host") {
@@ -41,7 +42,6 @@ pub fn request_headers(r: &RequestSpec) -> Headers {
     if !h.iter().any(|(k, _)| k == "x-request-id") {
         h.push(("x-request-id".into(), REQUEST_ID.into()));
     }
-    h.push((":scheme".into(), "http".into()));
     h
 }
 
@@ -98,7 +98,11 @@ pub fn client_headers(resp: &Response, forwarded: bool, head: bool) -> HeaderLis
         .iter()
         .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
     if !framed && !head {
-        h.push(("transfer-encoding".into(), "chunked".into()));
+        if resp.body.is_empty() {
+            h.push(("content-length".into(), "0".into()));
+        } else {
+            h.push(("transfer-encoding".into(), "chunked".into()));
+        }
     }
     h
 }

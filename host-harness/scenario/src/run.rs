@@ -301,7 +301,11 @@ fn send(
         map.extend(response.headers.iter().cloned());
         stream.response_headers(map, !has_body && !has_trailers);
         if has_body {
-            stream.response_body(&response.body, !has_trailers);
+            // Envoy's HTTP/1 codec ends a body with an empty data frame.
+            stream.response_body(&response.body, false);
+            if !has_trailers {
+                stream.response_body(&[], true);
+            }
         }
         if has_trailers {
             stream.response_trailers(response.trailers.clone());
