@@ -59,7 +59,16 @@ pub fn upstream_wire(map: &[(String, String)]) -> HeaderList {
         }
     }
     h.push(("x-envoy-expected-rq-timeout-ms".into(), "15000".into()));
+    chunked_last(&mut h);
     h
+}
+
+/// The HTTP/1 codec writes `transfer-encoding` after every other header.
+fn chunked_last(h: &mut HeaderList) {
+    if let Some(i) = h.iter().position(|(k, _)| k == "transfer-encoding") {
+        let te = h.remove(i);
+        h.push(te);
+    }
 }
 
 /// The upstream's response as the filter sees it: the upstream's headers
@@ -97,6 +106,7 @@ pub fn client_headers(resp: &Response, forwarded: bool, head: bool) -> HeaderLis
     let framed = h
         .iter()
         .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
+    chunked_last(&mut h);
     if !framed && !head {
         if resp.body.is_empty() {
             h.push(("content-length".into(), "0".into()));

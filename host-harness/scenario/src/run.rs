@@ -121,7 +121,7 @@ impl std::fmt::Display for Report {
 /// The answer Envoy's async client gives a callout whose connection was
 /// refused (Envoy 1.40, recorded).
 fn connect_failure() -> Response {
-    let body = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused";
+    let body = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
     Response::new(503)
         .header("content-length", &body.len().to_string())
         .header("content-type", "text/plain")
@@ -142,7 +142,10 @@ fn callout_handler(
             for (k, v) in &spec.headers {
                 r = r.header(k, v);
             }
-            r = r.header("content-length", &body.len().to_string());
+            // The router stamps a callout's answer as any upstream's.
+            r = r
+                .header("content-length", &body.len().to_string())
+                .header("x-envoy-upstream-service-time", "0");
             HttpCallReply::Response(r.body(body))
         }
     };
@@ -300,7 +303,10 @@ fn send(
         let mut map = vec![(":status".to_owned(), response.status.to_string())];
         map.extend(response.headers.iter().cloned());
         stream.response_headers(map, !has_body && !has_trailers);
-        if has_body {
+        if has_body && direct.is_some() {
+            // A direct response is one frame, not the codec's data + end.
+            stream.response_body(&response.body, !has_trailers);
+        } else if has_body {
             // Envoy's HTTP/1 codec ends a body with an empty data frame.
             stream.response_body(&response.body, false);
             if !has_trailers {
@@ -344,7 +350,9 @@ fn observe(
         forwarded: Some(forwarded),
         upstream_headers: upstream.map(|m| {
             if front_on {
-                front::upstream_wire(&m.headers)
+                let mut h = front::upstream_wire(&m.headers);
+                h.extend(m.trailers.iter().cloned());
+                h
             } else {
                 m.headers.clone()
             }
