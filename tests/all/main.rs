@@ -17,6 +17,7 @@ mod differential;
 mod envoy_configs;
 mod envoy_ecds;
 mod envoy_examples;
+mod fidelity;
 mod harness_conformance;
 mod identity_e2e;
 mod istio;

@@ -23,6 +23,7 @@ pub const FILTERS: &[&str] = &["meshward-identity-filter", "meshward-authz-filte
 /// workspace; a test checks it.
 pub const GUESTS: &[&str] = &[
     "meshward-conformance-filter",
+    "meshward-fidelity-filter",
     "meshward-bench-trivial-filter",
 ];
 

@@ -18,6 +18,7 @@ mod explain;
 mod istio;
 mod logging;
 mod modules;
+mod scenario;
 mod serve;
 mod suite;
 mod validate;
@@ -61,6 +62,9 @@ enum Command {
     /// Show the filters deciding real mTLS traffic on 127.0.0.1 (the data
     /// path, or real Envoy with `--envoy`).
     Demo(demo::Args),
+    /// Run a scenario file against a proxy-wasm module in the harness and
+    /// show what differed from its expectations.
+    Scenario(scenario::Args),
 }
 
 /// An error message on one line, for the commands whose failures are
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Scenario(args) => scenario::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

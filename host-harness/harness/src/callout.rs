@@ -38,8 +38,23 @@ pub enum HttpCallReply {
     /// gets `proxy_on_http_call_response` with no headers, body or trailers.
     Failure,
     /// No answer yet: the test answers later with
-    /// [`Plugin::complete_http_call`](crate::Plugin::complete_http_call).
+    /// [`Plugin::complete_http_call`](crate::Plugin::complete_http_call),
+    /// or the call times out when [`Plugin::advance`](crate::Plugin::advance)
+    /// moves the clock past its timeout.
     Pending,
+    /// The upstream did not answer in time: the filter gets what Envoy's
+    /// async client answers then, [`timeout_response`].
+    Timeout,
+}
+
+/// What Envoy's async client gives `proxy_on_http_call_response` when a
+/// callout times out: a `504` with its local-reply body (Envoy 1.40).
+pub fn timeout_response() -> Response {
+    let body = "upstream request timeout";
+    Response::new(504)
+        .header("content-length", &body.len().to_string())
+        .header("content-type", "text/plain")
+        .body(body)
 }
 
 /// A gRPC call (or one message on a gRPC stream) made by a filter.

@@ -263,6 +263,8 @@ pub struct PluginConfig {
     pub(crate) foreign: BTreeMap<String, ForeignFunction>,
     pub(crate) shared: Shared,
     pub(crate) time: Option<SystemTime>,
+    pub(crate) trace: bool,
+    pub(crate) envoy_startup: bool,
 }
 
 impl Default for PluginConfig {
@@ -301,6 +303,8 @@ impl PluginConfig {
             foreign: BTreeMap::new(),
             shared: Shared::new(),
             time: None,
+            trace: false,
+            envoy_startup: false,
         }
     }
 
@@ -410,6 +414,21 @@ impl PluginConfig {
     /// [`Plugin::advance`](crate::Plugin::advance).
     pub fn time(mut self, time: SystemTime) -> Self {
         self.time = Some(time);
+        self
+    }
+
+    /// Records every callback the host makes into the filter
+    /// ([`Plugin::trace`](crate::Plugin::trace)).
+    pub fn trace(mut self, trace: bool) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Starts the plugin as Envoy does: once on the main thread, then
+    /// again in the worker that serves streams, so the filter's start-up
+    /// callbacks (and their log lines) come twice. Off by default.
+    pub fn envoy_startup(mut self, envoy_startup: bool) -> Self {
+        self.envoy_startup = envoy_startup;
         self
     }
 }

@@ -39,8 +39,12 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request with `method` and `path`, `:authority` `example.com` and
-    /// `:scheme` `https`; the upstream answers `200` with no body.
+    /// A request with `method` and `path` plus two explicit defaults,
+    /// `:authority` `example.com` and `:scheme` `https` (what a client
+    /// of an HTTPS listener sends); the upstream answers `200` with no
+    /// body. Same as `Request::bare(method, path)` followed by
+    /// `.authority("example.com").scheme("https")`, in Envoy's
+    /// pseudo-header order.
     pub fn new(method: &str, path: &str) -> Self {
         Self {
             headers: vec![
@@ -49,11 +53,33 @@ impl Request {
                 (":method".into(), method.into()),
                 (":scheme".into(), "https".into()),
             ],
+            ..Self::bare(method, path)
+        }
+    }
+
+    /// A request with only `:method` and `:path`: nothing is added that the
+    /// test does not write (see [`Request::authority`], [`Request::scheme`]).
+    pub fn bare(method: &str, path: &str) -> Self {
+        Self {
+            headers: vec![
+                (":method".into(), method.into()),
+                (":path".into(), path.into()),
+            ],
             chunks: Vec::new(),
             trailers: Vec::new(),
             properties: Properties::new(),
             upstream: Response::new(200),
         }
+    }
+
+    /// Sets `:authority` (HTTP/1's `host`), in place if present.
+    pub fn authority(self, authority: &str) -> Self {
+        self.set_header(":authority", authority)
+    }
+
+    /// Sets `:scheme`, in place if present.
+    pub fn scheme(self, scheme: &str) -> Self {
+        self.set_header(":scheme", scheme)
     }
 
     /// `GET path`.
@@ -73,11 +99,24 @@ impl Request {
         self
     }
 
-    /// Replaces every existing value of `name` (e.g. `:authority`).
+    /// Replaces every existing value of `name` (e.g. `:authority`): the
+    /// first keeps its position, the others go; a new header is appended.
     pub fn set_header(mut self, name: &str, value: &str) -> Self {
         let name = name.to_ascii_lowercase();
-        self.headers.retain(|(k, _)| *k != name);
-        self.headers.push((name, value.to_owned()));
+        match self.headers.iter().position(|(k, _)| *k == name) {
+            Some(first) => {
+                let mut index = 0;
+                self.headers.retain(|(k, _)| {
+                    let keep = *k != name || index == first;
+                    index += 1;
+                    keep
+                });
+                if let Some(entry) = self.headers.get_mut(first) {
+                    entry.1 = value.to_owned();
+                }
+            }
+            None => self.headers.push((name, value.to_owned())),
+        }
         self
     }
 
@@ -253,7 +292,8 @@ pub struct Exchange {
     /// The request as it reached the upstream; `None` when it never did.
     pub upstream_request: Option<Message>,
     /// What the downstream received; `None` when the stream was reset or
-    /// stalled before a response.
+    /// stalled before a response. After a reset mid-response (a trap once
+    /// the headers were sent) it holds what reached the client before.
     pub response: Option<Response>,
     /// Set when the response is a local reply.
     pub local_reply: Option<LocalReply>,

@@ -45,12 +45,13 @@ mod state;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use self::{
     abi::{AbiVersion, LogLevel},
     callout::{
         ForeignFunction, GrpcCallRequest, GrpcReply, GrpcUpstream, HttpCallReply, HttpCallRequest,
-        HttpUpstream,
+        HttpUpstream, timeout_response,
     },
     error::{Error, Failure, FailureKind},
     host::{Filter, Host, Limits, PluginConfig},
@@ -61,4 +62,5 @@ pub use self::{
     shared::Shared,
     state::LogRecord,
     stream::{HttpStream, Step},
+    trace::Call,
 };

@@ -293,6 +293,13 @@ impl<'a, 'c> Guest<'a, 'c> {
         ptr_ptr: GuestPtr<u32>,
         size_ptr: GuestPtr<u32>,
     ) -> Result<(), MemoryError> {
+        // Like Envoy (proxy-wasm-cpp-host's `copyToPointerSize`), an empty
+        // value allocates nothing and comes back as a null pointer: the Rust
+        // SDK reads that as `None`, so a filter sees no value, not `Some("")`.
+        if bytes.is_empty() {
+            self.write(ptr_ptr, 0)?;
+            return self.write(size_ptr, 0);
+        }
         let alloc = self.exports()?.alloc;
         let size = i32::try_from(bytes.len()).map_err(|_| MemoryError::TooLarge(bytes.len()))?;
         let at = alloc

@@ -16,6 +16,7 @@ use crate::properties::Value;
 use crate::shared::Shared;
 use crate::state::{CalloutView, Direction, Event, HostState, LogRecord, StreamState};
 use crate::stream::HttpStream;
+use crate::trace::{Call, TraceArgs, TraceResult};
 
 type F<P, R> = Option<TypedFunc<P, R>>;
 
@@ -156,6 +157,19 @@ pub struct Plugin {
     pub(crate) failure: Option<Failure>,
     pub(crate) fail_open: bool,
     limits: Limits,
+    /// The callbacks called so far, when the configuration asked for it.
+    trace: Option<Vec<Call>>,
+    /// What a restart needs to start the same plugin again.
+    origin: Origin,
+}
+
+/// Where a plugin came from, so it can be started again after a failure.
+#[derive(Clone)]
+struct Origin {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    vm_uid: u64,
+    config: PluginConfig,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -175,6 +189,40 @@ impl Plugin {
         vm_uid: u64,
         config: PluginConfig,
     ) -> Result<Self, Error> {
+        if !config.envoy_startup {
+            return Self::start_once(engine, pre, limits, vm_uid, config);
+        }
+        // Envoy starts the VM (and configures the plugin) on its main
+        // thread, then again in each worker; the worker's VM serves the
+        // streams. A filter sees every start-up callback twice, and its
+        // start-up log lines come twice, the main thread's first. The
+        // main-thread VM gets its own id so shared queues tell them apart.
+        let mut main = Self::start_once(engine, pre, limits, vm_uid | 1 << 62, config.clone())?;
+        let mut worker = Self::start_once(engine, pre, limits, vm_uid, config)?;
+        let mut logs = main.take_logs();
+        logs.append(&mut worker.take_logs());
+        worker.store.data_mut().set_logs(logs);
+        if let (Some(mut first), Some(second)) = (main.trace.take(), worker.trace.as_mut()) {
+            first.append(second);
+            *second = first;
+        }
+        Ok(worker)
+    }
+
+    fn start_once(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        limits: &Limits,
+        vm_uid: u64,
+        config: PluginConfig,
+    ) -> Result<Self, Error> {
+        let origin = Origin {
+            engine: engine.clone(),
+            pre: pre.clone(),
+            vm_uid,
+            config: config.clone(),
+        };
+        let trace = config.trace.then(Vec::new);
         let fail_open = config.fail_open;
         let state = HostState::new(config, vm_uid, limits.memory_bytes);
         let mut store = Store::new(engine, state);
@@ -212,6 +260,8 @@ impl Plugin {
             failure: None,
             fail_open,
             limits: limits.clone(),
+            trace,
+            origin,
         };
         // A reactor gets `_initialize` then `main`; a command gets `_start`.
         if initialize.is_some() {
@@ -264,7 +314,7 @@ impl Plugin {
 
     /// Calls an export with the limits armed and `context` current. A
     /// failure marks the VM failed for good, as Envoy does.
-    pub(crate) fn call<P: WasmParams, R: WasmResults>(
+    pub(crate) fn call<P: WasmParams + TraceArgs, R: WasmResults + TraceResult>(
         &mut self,
         name: &str,
         f: F<P, R>,
@@ -277,10 +327,19 @@ impl Plugin {
         let Some(f) = f else {
             return Ok(None);
         };
+        let args = self.trace.is_some().then(|| params.words());
         arm(&mut self.store, &self.limits);
         self.store.data_mut().enter(context);
         let result = f.call(&mut self.store, params);
         self.store.data_mut().clear_effective_context();
+        if let (Some(trace), Some(args)) = (self.trace.as_mut(), args) {
+            trace.push(Call {
+                callback: name.to_owned(),
+                context_id: context,
+                args,
+                result: result.as_ref().ok().and_then(TraceResult::word),
+            });
+        }
         match result {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
@@ -453,8 +512,8 @@ impl Plugin {
     }
 
     /// Sends `request` through the filter and, if it reaches the upstream,
-    /// the upstream's response back; then ends the stream (`proxy_on_done`,
-    /// `proxy_on_log`, `proxy_on_delete`).
+    /// the upstream's response back; then ends the stream (`proxy_on_log`,
+    /// `proxy_on_done`, `proxy_on_delete`).
     pub fn send(&mut self, request: crate::http::Request) -> crate::http::Exchange {
         HttpStream::exchange(self, request)
     }
@@ -533,6 +592,8 @@ impl Plugin {
             self.drain_events();
         }
         self.store.data_mut().advance_clock_to(target);
+        // Envoy's async client answers a callout past its timeout itself.
+        self.store.data_mut().expire_http_calls();
         self.drain_events();
     }
 
@@ -550,12 +611,58 @@ impl Plugin {
         let response = match reply {
             HttpCallReply::Response(r) => Some(r),
             HttpCallReply::Failure => None,
+            HttpCallReply::Timeout => Some(crate::callout::timeout_response()),
             HttpCallReply::Pending => return Err(Error::Usage("a completion cannot be pending")),
         };
         self.store
             .data_mut()
             .push_event(Event::HttpResponse { token, response });
         self.drain_events();
+        Ok(())
+    }
+
+    /// The callbacks called so far, in order, when the plugin was started
+    /// with [`PluginConfig::trace`]; empty otherwise.
+    pub fn trace(&self) -> &[Call] {
+        self.trace.as_deref().unwrap_or_default()
+    }
+
+    /// Removes and returns the trace so far.
+    pub fn take_trace(&mut self) -> Vec<Call> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Answers HTTP callouts to `upstream` with `handler` from now on,
+    /// replacing the one the configuration set: a test can change the
+    /// answer between steps.
+    pub fn set_http_upstream(
+        &mut self,
+        upstream: &str,
+        handler: impl Fn(&HttpCallRequest) -> HttpCallReply + Send + Sync + 'static,
+    ) {
+        self.store
+            .data_mut()
+            .set_http_upstream(upstream, std::sync::Arc::new(handler));
+    }
+
+    /// Starts the plugin again in a fresh VM, as Envoy does after a VM
+    /// failure with `failure_policy: FAIL_RELOAD`: the configuration and
+    /// upstreams are the original ones; the logs so far are kept, the
+    /// failure is cleared.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        let origin = self.origin.clone();
+        let limits = self.limits.clone();
+        let mut fresh = Self::start_once(
+            &origin.engine,
+            &origin.pre,
+            &limits,
+            origin.vm_uid,
+            origin.config,
+        )?;
+        let mut logs = self.take_logs();
+        logs.append(&mut fresh.take_logs());
+        fresh.store.data_mut().set_logs(logs);
+        *self = fresh;
         Ok(())
     }
 
@@ -616,16 +723,17 @@ impl Plugin {
         Ok(true)
     }
 
-    /// Ends stream `id` as Envoy does: `proxy_on_done`, then
-    /// `proxy_on_log` (access logs, which see missing maps as
-    /// `NOT_FOUND`), then `proxy_on_delete`. A failure is recorded on the
+    /// Ends stream `id` as Envoy 1.40 does: its access log first
+    /// (`proxy_on_log`, which sees missing maps as `NOT_FOUND`), then the
+    /// filter's destruction (`proxy_on_done`, `proxy_on_delete`). The order
+    /// was seen on real Envoy (issue 13). A failure is recorded on the
     /// plugin.
     pub(crate) fn end_stream(&mut self, id: u32) {
         let arg = id as i32;
-        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
         self.store.data_mut().set_access_log(true);
         let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
         self.store.data_mut().set_access_log(false);
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
         let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
     }
 

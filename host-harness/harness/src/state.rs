@@ -273,6 +273,8 @@ pub(crate) struct HostState {
     next_token: u32,
     events: VecDeque<Event>,
     held_http_calls: BTreeMap<u32, HttpCallRequest>,
+    /// When each held callout times out, on the monotonic clock.
+    held_deadlines: BTreeMap<u32, Duration>,
     grpc_streams: HashMap<u32, GrpcStream>,
     callout: CalloutView,
     foreign_args: Option<Vec<u8>>,
@@ -323,6 +325,7 @@ impl HostState {
             next_token: 0,
             events: VecDeque::new(),
             held_http_calls: BTreeMap::new(),
+            held_deadlines: BTreeMap::new(),
             grpc_streams: HashMap::new(),
             callout: CalloutView::default(),
             foreign_args: None,
@@ -413,6 +416,11 @@ impl HostState {
         std::mem::take(&mut self.logs)
     }
 
+    /// Replaces the captured logs (a restart keeps the old VM's).
+    pub(crate) fn set_logs(&mut self, logs: Vec<LogRecord>) {
+        self.logs = logs;
+    }
+
     /// Every metric the filter defined.
     pub(crate) fn metrics(&self) -> &[crate::metrics::Metric] {
         self.metrics.all()
@@ -464,6 +472,7 @@ impl HostState {
 
     /// Releases a held HTTP callout; false when none has this token.
     pub(crate) fn release_http_call(&mut self, token: u32) -> bool {
+        self.held_deadlines.remove(&token);
         self.held_http_calls.remove(&token).is_some()
     }
 

@@ -200,7 +200,7 @@ impl<'p> HttpStream<'p> {
 
     /// Runs the stream callback `pick` of `direction` on what was just
     /// stored for the filter, then applies what it asked for.
-    fn deliver<P: wasmtime::WasmParams>(
+    fn deliver<P: wasmtime::WasmParams + crate::trace::TraceArgs>(
         &mut self,
         direction: Direction,
         ended: bool,
@@ -217,7 +217,7 @@ impl<'p> HttpStream<'p> {
 
     /// Runs a stream callback. `None` means the callback is absent or the
     /// VM failed; failure is turned into fail-open or fail-closed here.
-    fn run<P: wasmtime::WasmParams>(
+    fn run<P: wasmtime::WasmParams + crate::trace::TraceArgs>(
         &mut self,
         (name, f): (&str, Option<wasmtime::TypedFunc<P, i32>>),
         params: P,
@@ -359,6 +359,13 @@ impl<'p> HttpStream<'p> {
         }
         let id = self.id as i32;
         let state = self.plugin.stream_state(self.id);
+        // Envoy answers a `HEAD` with the reply's headers (its
+        // `content-length` included) and no body.
+        let head = state
+            .headers(Req)
+            .and_then(|h| crate::http::find_header(h, ":method"))
+            .is_some_and(|m| m.eq_ignore_ascii_case("HEAD"));
+        let body = if head { Vec::new() } else { reply.body.clone() };
         let started = state.headers(Resp).is_some();
         state.set_sending_local_reply(true);
         state.set_headers(Resp, Some(headers.clone()));
@@ -366,22 +373,22 @@ impl<'p> HttpStream<'p> {
         state.set_trailers(Resp, None);
         let mut out = Message {
             headers,
-            body: reply.body.clone(),
+            body: body.clone(),
             trailers: Vec::new(),
         };
         if !started && self.failure.is_none() && !self.bypass {
             let n = out.headers.len() as i32;
-            let eos = i32::from(reply.body.is_empty());
+            let eos = i32::from(body.is_empty());
             let Callback { name, f } = &self.plugin.exports.stream(Resp).headers;
             let (name, f) = (*name, f.clone());
             if self.plugin.call(name, f, self.id, (id, n, eos)).is_ok() {
-                if !reply.body.is_empty() {
+                if !body.is_empty() {
                     self.plugin
                         .stream_state(self.id)
-                        .set_body(Resp, Some(reply.body.clone()));
+                        .set_body(Resp, Some(body.clone()));
                     let Callback { name, f } = &self.plugin.exports.stream(Resp).body;
                     let (name, f) = (*name, f.clone());
-                    let size = reply.body.len() as i32;
+                    let size = body.len() as i32;
                     let _ = self.plugin.call(name, f, self.id, (id, size, 1));
                 }
                 let state = self.plugin.stream_state(self.id);
@@ -428,7 +435,7 @@ impl<'p> HttpStream<'p> {
         self.request.complete
     }
 
-    /// Ends the stream (`proxy_on_done`, `proxy_on_log`, `proxy_on_delete`)
+    /// Ends the stream (`proxy_on_log`, `proxy_on_done`, `proxy_on_delete`)
     /// and reports its outcome.
     pub fn finish(mut self) -> Exchange {
         self.finish_inner()
@@ -446,8 +453,11 @@ impl<'p> HttpStream<'p> {
             .remove_stream(self.id)
             .is_some_and(|s| s.route_cache_cleared());
         let end = self.end.unwrap_or(End::Stalled);
+        // What reached the client stays visible when the stream was reset
+        // after the response started (a trap mid-response): its status,
+        // headers and the body passed so far.
         let response = match end {
-            End::Completed if self.response.headers_sent => {
+            End::Completed | End::Reset if self.response.headers_sent => {
                 let out = &self.response.out;
                 Some(Response::from_map(
                     &out.headers,
@@ -504,18 +514,19 @@ impl Drop for HttpStream<'_> {
     }
 }
 
-/// The headers Envoy puts on a local reply.
+/// The headers Envoy puts on a local reply, in its order: `:status`, the
+/// filter's headers, then `content-length` and `content-type` (issue 13,
+/// seen on the wire from Envoy 1.40). Envoy sets both only for a non-empty
+/// body; an empty reply reaches the filter as `:status` and the filter's
+/// headers (its codec frames it later). Found by tests/all/differential.rs.
 fn local_reply_headers(reply: &LocalReply) -> Headers {
     let mut h = vec![(":status".to_owned(), reply.status.to_string())];
     h.extend(reply.headers.iter().cloned());
-    // Envoy sets both only for a non-empty body; an empty reply reaches the
-    // filter as `:status` and the filter's headers (its codec frames it
-    // later). Found by tests/all/differential.rs.
     if !reply.body.is_empty() {
+        h.push(("content-length".into(), reply.body.len().to_string()));
         if !h.iter().any(|(k, _)| k == "content-type") {
             h.push(("content-type".into(), "text/plain".into()));
         }
-        h.push(("content-length".into(), reply.body.len().to_string()));
     }
     h
 }

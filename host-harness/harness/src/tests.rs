@@ -161,8 +161,10 @@ fn lifecycle_follows_envoy_order() {
             (2, "create"),
             (2, "request_headers"),
             (2, "response_headers"),
-            (2, "done"),
+            // Envoy 1.40 runs the access log (`on_log`) before it destroys
+            // the filter (`on_done`, `on_delete`): issue 13.
             (2, "log"),
+            (2, "done"),
             (2, "delete"),
         ]
     );
@@ -358,4 +360,93 @@ fn proc_exit_fails_the_vm() {
         .unwrap();
     let exchange = plugin.send(Request::get("/"));
     assert_eq!(exchange.failure.unwrap().kind, FailureKind::ProcExit(3));
+}
+
+fn reply_plugin(config: PluginConfig) -> crate::Plugin {
+    // Replies 403 with body `denied` and header `x-a: b` (the pair
+    // encoding at 512: one pair, lengths 3 and 1).
+    let wat = with_request_headers(
+        REPLY,
+        r#"(drop (call $reply (i32.const 403) (i32.const 0) (i32.const 0)
+              (i32.const 192) (i32.const 6) (i32.const 512) (i32.const 19) (i32.const -1)))
+           (i32.const 0)"#,
+    )
+    .replace(
+        "(data (i32.const 192) \"denied\")",
+        "(data (i32.const 192) \"denied\")\n  (data (i32.const 512) \"\\01\\00\\00\\00\\03\\00\\00\\00\\01\\00\\00\\00x-a\\00b\\00\")",
+    );
+    Host::new()
+        .unwrap()
+        .load(wat)
+        .unwrap()
+        .start(config)
+        .unwrap()
+}
+
+#[test]
+fn local_reply_headers_come_in_envoys_order_and_head_gets_no_body() {
+    let mut plugin = reply_plugin(PluginConfig::new());
+    let exchange = plugin.send(Request::get("/"));
+    let names: Vec<&str> = exchange
+        .response
+        .as_ref()
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["x-a", "content-length", "content-type"]);
+    let head = plugin.send(Request::new("HEAD", "/"));
+    assert_eq!(head.status(), 403);
+    assert_eq!(head.body_text(), "");
+    assert_eq!(head.response_header("content-length"), Some("6"));
+}
+
+#[test]
+fn the_trace_shows_callback_order_and_envoy_startup_runs_twice() {
+    let mut plugin = reply_plugin(PluginConfig::new().trace(true).envoy_startup(true));
+    let starts = plugin
+        .trace()
+        .iter()
+        .filter(|c| c.callback == "proxy_on_vm_start")
+        .count();
+    assert_eq!(starts, 2);
+    assert_eq!(
+        plugin.logs_at(LogLevel::Info),
+        [
+            "create",
+            "vm_start",
+            "configure",
+            "create",
+            "vm_start",
+            "configure"
+        ]
+    );
+    plugin.take_trace();
+    plugin.send(Request::get("/"));
+    let calls: Vec<String> = plugin.trace().iter().map(|c| c.callback.clone()).collect();
+    assert_eq!(
+        calls,
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_response_headers",
+            "proxy_on_log",
+            "proxy_on_done",
+            "proxy_on_delete"
+        ]
+    );
+}
+
+#[test]
+fn request_defaults_are_explicit_and_set_header_keeps_position() {
+    let bare = Request::bare("GET", "/p");
+    assert_eq!(bare.headers().len(), 2);
+    let r = Request::get("/").header("x-a", "1").header("x-b", "2");
+    let r = r.set_header("x-a", "3");
+    let names: Vec<String> = r.headers().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        names,
+        [":authority", ":path", ":method", ":scheme", "x-a", "x-b"]
+    );
 }

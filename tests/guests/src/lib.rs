@@ -12,6 +12,13 @@ pub fn conformance_filter() -> PathBuf {
     dir().join("meshward_conformance_filter.wasm")
 }
 
+/// The fidelity filter (`tests/guests/fidelity-filter`, Rust SDK): logs
+/// every callback and acts on `x-fid-*` request headers, for the recorded
+/// differential corpus against real Envoy.
+pub fn fidelity_filter() -> PathBuf {
+    dir().join("meshward_fidelity_filter.wasm")
+}
+
 /// The folder the guests were built into.
 pub fn dir() -> &'static Path {
     Path::new(env!("MESHWARD_WASM_DIR"))

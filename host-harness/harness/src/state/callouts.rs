@@ -4,7 +4,9 @@
 
 use super::{Event, GrpcStream, HostState};
 use crate::abi::Status;
-use crate::callout::{GrpcCallRequest, HttpCallReply, HttpCallRequest};
+use std::sync::Arc;
+
+use crate::callout::{GrpcCallRequest, HttpCallReply, HttpCallRequest, HttpUpstream};
 
 impl HostState {
     /// `proxy_http_call`: dispatches to the test upstream; returns the
@@ -28,11 +30,46 @@ impl HostState {
                 token,
                 response: None,
             }),
+            HttpCallReply::Timeout => self.events.push_back(Event::HttpResponse {
+                token,
+                response: Some(crate::callout::timeout_response()),
+            }),
             HttpCallReply::Pending => {
+                // A zero timeout is none, as for Envoy's router.
+                if !request.timeout.is_zero() {
+                    self.held_deadlines
+                        .insert(token, self.monotonic + request.timeout);
+                }
                 self.held_http_calls.insert(token, request);
             }
         }
         Ok(token)
+    }
+
+    /// Answers every held callout whose timeout passed on the virtual
+    /// clock with Envoy's timeout response, in token order.
+    pub(crate) fn expire_http_calls(&mut self) {
+        let now = self.monotonic;
+        let expired: Vec<u32> = self
+            .held_deadlines
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            self.held_deadlines.remove(&token);
+            if self.held_http_calls.remove(&token).is_some() {
+                self.events.push_back(Event::HttpResponse {
+                    token,
+                    response: Some(crate::callout::timeout_response()),
+                });
+            }
+        }
+    }
+
+    /// Replaces the handler of HTTP callouts to `upstream`.
+    pub(crate) fn set_http_upstream(&mut self, upstream: &str, handler: HttpUpstream) {
+        Arc::make_mut(&mut self.http_upstreams).insert(upstream.to_owned(), handler);
     }
 
     /// `proxy_grpc_call`: a unary call; returns its token.

@@ -70,8 +70,9 @@ impl HostState {
         Ok(())
     }
 
-    /// `proxy_replace_header_map_value`: replaces the first value in place
-    /// and drops the others, keeping the header's position, or adds it.
+    /// `proxy_replace_header_map_value`: Envoy 1.40 removes every value of
+    /// `key` and appends the new one at the end of the map (observed with
+    /// real Envoy, issue 13), so the header moves.
     pub(crate) fn replace_header(
         &mut self,
         map: MapType,
@@ -80,20 +81,8 @@ impl HostState {
     ) -> Result<(), Status> {
         let key = key.to_ascii_lowercase();
         let map = self.existing_map(map)?;
-        match map.iter().position(|(k, _)| *k == key) {
-            Some(first) => {
-                if let Some(entry) = map.get_mut(first) {
-                    entry.1 = value;
-                }
-                let mut index = 0;
-                map.retain(|(k, _)| {
-                    let keep = *k != key || index == first;
-                    index += 1;
-                    keep
-                });
-            }
-            None => map.push((key, value)),
-        }
+        map.retain(|(k, _)| *k != key);
+        map.push((key, value));
         Ok(())
     }
 
@@ -135,13 +124,13 @@ mod tests {
     use crate::state::testing::{headers, in_stream};
 
     #[test]
-    fn replace_keeps_the_first_position_and_drops_the_rest() {
+    fn replace_removes_every_value_and_appends() {
         let mut s = in_stream(headers(&[("a", "1"), ("x", "2"), ("b", "3"), ("x", "4")]));
         s.replace_header(MapType::RequestHeaders, "X", "new".into())
             .unwrap();
         assert_eq!(
             s.header_pairs(MapType::RequestHeaders).unwrap(),
-            abi::encode_pairs(&headers(&[("a", "1"), ("x", "new"), ("b", "3")]))
+            abi::encode_pairs(&headers(&[("a", "1"), ("b", "3"), ("x", "new")]))
         );
         s.replace_header(MapType::RequestHeaders, "y", "5".into())
             .unwrap();

@@ -1,0 +1,118 @@
+//! A model of what Envoy 1.40 adds around an HTTP filter chain, for a
+//! client speaking HTTP/1.1: the codec's header map, the connection
+//! manager's `x-forwarded-proto`, `x-request-id` and `server`, the router's
+//! `x-envoy-expected-rq-timeout-ms` and `x-envoy-upstream-service-time`,
+//! framing (`content-length` or chunked), `HEAD` and direct responses.
+//! Each rule was read off real Envoy (tests/data/fidelity/recorded.yaml).
+
+use meshward_harness::{Headers, Response};
+
+use crate::spec::{HeaderList, RequestSpec, ResponseSpec};
+
+/// The `x-request-id` the model gives a request without one (Envoy makes
+/// a random UUID; expectations write `*`).
+pub const REQUEST_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// The header map Envoy's filters see for a client's HTTP/1.1 request:
+/// pseudo-headers first (`host` becomes `:authority`), the client's
+/// headers in order, then what the connection manager adds.
+pub fn request_headers(r: &RequestSpec) -> Headers {
+    let host = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map_or("example.com", |(_, v)| v.as_str());
+    let mut h: Headers = vec![
+        (":authority".into(), host.to_owned()),
+        (":path".into(), r.path.clone()),
+        (":method".into(), r.method.clone()),
+        (":scheme".into(), "http".into()),
+    ];
+    for (k, v) in &r.headers {
+        if !k.eq_ignore_ascii_case("host") {
+            h.push((k.to_ascii_lowercase(), v.clone()));
+        }
+    }
+    if r.chunked {
+        h.push(("transfer-encoding".into(), "chunked".into()));
+    } else if let Some(body) = &r.body {
+        h.push(("content-length".into(), body.len().to_string()));
+    }
+    h.push(("x-forwarded-proto".into(), "http".into()));
+    if !h.iter().any(|(k, _)| k == "x-request-id") {
+        h.push(("x-request-id".into(), REQUEST_ID.into()));
+    }
+    h
+}
+
+/// The headers the upstream receives on the wire for the header map that
+/// left the filter chain: `host` from `:authority`, the rest in order,
+/// then the router's timeout header.
+pub fn upstream_wire(map: &[(String, String)]) -> HeaderList {
+    let mut h = HeaderList::new();
+    if let Some((_, a)) = map.iter().find(|(k, _)| k == ":authority") {
+        h.push(("host".into(), a.clone()));
+    }
+    for (k, v) in map {
+        if !k.starts_with(':') {
+            h.push((k.clone(), v.clone()));
+        }
+    }
+    h.push(("x-envoy-expected-rq-timeout-ms".into(), "15000".into()));
+    chunked_last(&mut h);
+    h
+}
+
+/// The HTTP/1 codec writes `transfer-encoding` after every other header.
+fn chunked_last(h: &mut HeaderList) {
+    if let Some(i) = h.iter().position(|(k, _)| k == "transfer-encoding") {
+        let te = h.remove(i);
+        h.push(te);
+    }
+}
+
+/// The upstream's response as the filter sees it: the upstream's headers
+/// with their framing header.
+pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
+    let mut resp = Response::new(r.status);
+    for (k, v) in &r.headers {
+        resp = resp.header(k, v);
+    }
+    let body = r.body.clone().unwrap_or_default();
+    if r.chunked {
+        resp = resp.header("transfer-encoding", "chunked");
+    } else {
+        resp = resp.header("content-length", &body.len().to_string());
+    }
+    for (k, v) in &r.trailers {
+        resp = resp.trailer(k, v);
+    }
+    if !head {
+        resp = resp.body(body);
+    }
+    resp
+}
+
+/// What the client receives for the response that left the filter chain:
+/// its headers in order plus what the router and connection manager add,
+/// and chunked framing when nothing gives a length.
+pub fn client_headers(resp: &Response, forwarded: bool, head: bool) -> HeaderList {
+    let mut h: HeaderList = resp.headers.clone();
+    if forwarded {
+        h.push(("x-envoy-upstream-service-time".into(), "*".into()));
+    }
+    h.push(("date".into(), "*".into()));
+    h.push(("server".into(), "envoy".into()));
+    let framed = h
+        .iter()
+        .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
+    chunked_last(&mut h);
+    if !framed && !head {
+        if resp.body.is_empty() {
+            h.push(("content-length".into(), "0".into()));
+        } else {
+            h.push(("transfer-encoding".into(), "chunked".into()));
+        }
+    }
+    h
+}

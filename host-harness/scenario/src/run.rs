@@ -1,0 +1,362 @@
+//! Runs a scenario through the harness and compares what it saw with the
+//! expectations.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meshward_harness::{
+    End, Exchange, Host, HttpCallReply, HttpCallRequest, LogLevel, Plugin, PluginConfig, Response,
+};
+
+use crate::ScenarioError;
+use crate::bootstrap::Bootstrap;
+use crate::front;
+use crate::outcome::Outcome;
+use crate::spec::{CalloutSpec, ResponseSpec, Scenario, StepSpec};
+
+/// Which module and plugin settings a scenario runs with.
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    wasm: Option<PathBuf>,
+    bootstrap: Option<Bootstrap>,
+}
+
+impl Source {
+    /// The module and bootstrap the scenario names, relative to `base`
+    /// (the scenario file's folder).
+    pub fn from_scenario(scenario: &Scenario, base: &Path) -> Result<Self, ScenarioError> {
+        let mut source = Self {
+            wasm: scenario.wasm.as_ref().map(|w| base.join(w)),
+            bootstrap: None,
+        };
+        if let Some(b) = &scenario.bootstrap {
+            source = source.with_bootstrap(&base.join(b))?;
+        }
+        Ok(source)
+    }
+
+    /// Takes the plugin settings (and, unless `--wasm` gives one, the
+    /// module) from the first `envoy.filters.http.wasm` entry of an Envoy
+    /// bootstrap.
+    pub fn with_bootstrap(mut self, path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let bootstrap = Bootstrap::parse(&text)?;
+        if self.wasm.is_none()
+            && let Some(file) = bootstrap.filters.first().and_then(|f| f.filename.clone())
+            && !file.contains("{{")
+        {
+            let base = path.parent().unwrap_or(Path::new("."));
+            self.wasm = Some(base.join(file));
+        }
+        self.bootstrap = Some(bootstrap);
+        Ok(self)
+    }
+
+    /// Uses this module, whatever the scenario or bootstrap says.
+    pub fn with_wasm(mut self, path: &Path) -> Self {
+        self.wasm = Some(path.to_owned());
+        self
+    }
+}
+
+/// What one step showed and how it differed from its expectation.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// The step's name (or its number).
+    pub name: String,
+    /// What the harness showed.
+    pub seen: Outcome,
+    /// How many fields were compared.
+    pub compared: usize,
+    /// `(field, readable difference)` for each field that differed.
+    pub differences: Vec<(String, String)>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The filter's start-up log lines.
+    pub startup_logs: Vec<String>,
+    /// One entry per step.
+    pub steps: Vec<StepReport>,
+}
+
+impl Report {
+    /// True when every expectation held.
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.differences.is_empty())
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for step in &self.steps {
+            if step.differences.is_empty() {
+                writeln!(f, "ok    {} ({} fields)", step.name, step.compared)?;
+                continue;
+            }
+            writeln!(f, "FAIL  {}", step.name)?;
+            for (field, diff) in &step.differences {
+                writeln!(f, "  {field}: {}", diff.replace('\n', "\n  "))?;
+            }
+        }
+        let failed = self
+            .steps
+            .iter()
+            .filter(|s| !s.differences.is_empty())
+            .count();
+        writeln!(
+            f,
+            "{} steps, {} failed, {} fields compared",
+            self.steps.len(),
+            failed,
+            self.steps.iter().map(|s| s.compared).sum::<usize>()
+        )
+    }
+}
+
+/// The answer Envoy's async client gives a callout whose connection was
+/// refused (Envoy 1.40, recorded).
+fn connect_failure() -> Response {
+    let body = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
+    Response::new(503)
+        .header("content-length", &body.len().to_string())
+        .header("content-type", "text/plain")
+        .body(body)
+}
+
+fn callout_handler(
+    spec: &CalloutSpec,
+) -> Result<impl Fn(&HttpCallRequest) -> HttpCallReply + Send + Sync + 'static, ScenarioError> {
+    let reply = match spec.fail.as_deref() {
+        Some("timeout") => HttpCallReply::Timeout,
+        Some("reset") => HttpCallReply::Failure,
+        Some("connect") => HttpCallReply::Response(connect_failure()),
+        Some(other) => return Err(ScenarioError::CalloutFailure(other.to_owned())),
+        None => {
+            let body = spec.body.clone().unwrap_or_default();
+            let mut r = Response::new(spec.status.unwrap_or(200));
+            for (k, v) in &spec.headers {
+                r = r.header(k, v);
+            }
+            // The router stamps a callout's answer as any upstream's.
+            r = r
+                .header("content-length", &body.len().to_string())
+                .header("x-envoy-upstream-service-time", "0");
+            HttpCallReply::Response(r.body(body))
+        }
+    };
+    Ok(move |_: &HttpCallRequest| reply.clone())
+}
+
+/// Runs `scenario` with `source` and compares every step.
+pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError> {
+    let wasm = source.wasm.as_ref().ok_or(ScenarioError::NoModule)?;
+    let filter = Host::new()?.load_file(wasm)?;
+    let entry = source
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.filters.first())
+        .cloned();
+    let p = &scenario.plugin;
+    let pick = |a: &Option<String>, b: Option<&String>| {
+        a.clone().or_else(|| b.cloned()).unwrap_or_default()
+    };
+    let e = entry.clone().unwrap_or_default();
+    let mut config = PluginConfig::new()
+        .name(&pick(&p.name, Some(&e.name)))
+        .root_id(&pick(&p.root_id, Some(&e.root_id)))
+        .vm_id(&pick(&p.vm_id, Some(&e.vm_id)))
+        .configuration(pick(&p.configuration, Some(&e.configuration)))
+        .vm_configuration(pick(&p.vm_configuration, Some(&e.vm_configuration)))
+        .fail_open(p.fail_open || e.fail_open)
+        .log_level(LogLevel::Info)
+        .envoy_startup(scenario.front)
+        .trace(true);
+    for (cluster, spec) in &scenario.callouts {
+        config = config.http_upstream(cluster, callout_handler(spec)?);
+    }
+    let mut plugin = filter.start(config)?;
+    let mut report = Report {
+        startup_logs: info_logs(&mut plugin),
+        steps: Vec::new(),
+    };
+    let default_upstream = scenario.upstream.clone().unwrap_or_default();
+    for (i, step) in scenario.steps.iter().enumerate() {
+        for (cluster, spec) in &step.callouts {
+            plugin.set_http_upstream(cluster, callout_handler(spec)?);
+        }
+        if let Some(ms) = step.advance_ms {
+            plugin.advance(Duration::from_millis(ms));
+        }
+        let seen = match &step.request {
+            Some(_) => send(&mut plugin, scenario, source, step, &default_upstream),
+            None => Outcome {
+                logs: Some(info_logs(&mut plugin)),
+                ..Outcome::default()
+            },
+        };
+        for cluster in step.callouts.keys() {
+            if let Some(spec) = scenario.callouts.get(cluster) {
+                plugin.set_http_upstream(cluster, callout_handler(spec)?);
+            }
+        }
+        let expect = step.expect.clone().unwrap_or_default();
+        let compared = count(&expect);
+        report.steps.push(StepReport {
+            name: step
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("step {}", i + 1)),
+            differences: expect.differences(&seen, &[]),
+            seen,
+            compared,
+        });
+    }
+    Ok(report)
+}
+
+fn count(o: &Outcome) -> usize {
+    [
+        o.status.is_some(),
+        o.headers.is_some(),
+        o.body.is_some(),
+        o.reset.is_some(),
+        o.logs.is_some(),
+        o.forwarded.is_some(),
+        o.upstream_headers.is_some(),
+        o.upstream_body.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count()
+}
+
+/// The filter's log lines at `info` and above (what Envoy prints at its
+/// default level), taken from the plugin.
+fn info_logs(plugin: &mut Plugin) -> Vec<String> {
+    plugin
+        .take_logs()
+        .into_iter()
+        .filter(|l| l.level >= LogLevel::Info)
+        .map(|l| l.message)
+        .collect()
+}
+
+fn send(
+    plugin: &mut Plugin,
+    scenario: &Scenario,
+    source: &Source,
+    step: &StepSpec,
+    default_upstream: &ResponseSpec,
+) -> Outcome {
+    let Some(request) = &step.request else {
+        return Outcome::default();
+    };
+    let head = request.method.eq_ignore_ascii_case("HEAD");
+    let upstream = step.upstream.clone().unwrap_or(default_upstream.clone());
+    let direct = source
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.direct_response(&request.path))
+        .filter(|_| scenario.front)
+        .cloned();
+    let headers = if scenario.front {
+        front::request_headers(request)
+    } else {
+        let mut h = vec![
+            (":method".to_owned(), request.method.clone()),
+            (":path".to_owned(), request.path.clone()),
+        ];
+        h.extend(request.headers.iter().cloned());
+        h
+    };
+    let body = request.body.clone().unwrap_or_default();
+    let mut stream = plugin.stream();
+    let has_body = !body.is_empty() || request.chunked;
+    stream.request_headers(headers, !has_body);
+    if has_body {
+        if !body.is_empty() {
+            stream.request_body(body.as_bytes(), false);
+        }
+        if request.trailers.is_empty() {
+            // Envoy's HTTP/1 codec ends a body with an empty data frame.
+            stream.request_body(&[], true);
+        } else {
+            stream.request_trailers(request.trailers.clone());
+        }
+    }
+    let forwarded = stream.request_complete() && direct.is_none();
+    if stream.request_complete() {
+        let response = match &direct {
+            Some(d) => Response::new(d.status)
+                .header("content-length", &d.body.len().to_string())
+                .header("content-type", "text/plain")
+                .body(if head { String::new() } else { d.body.clone() }),
+            None => front::upstream_response(&upstream, head),
+        };
+        let has_trailers = !response.trailers.is_empty();
+        let has_body = !response.body.is_empty();
+        let mut map = vec![(":status".to_owned(), response.status.to_string())];
+        map.extend(response.headers.iter().cloned());
+        stream.response_headers(map, !has_body && !has_trailers);
+        if has_body && direct.is_some() {
+            // A direct response is one frame, not the codec's data + end.
+            stream.response_body(&response.body, !has_trailers);
+        } else if has_body {
+            // Envoy's HTTP/1 codec ends a body with an empty data frame.
+            stream.response_body(&response.body, false);
+            if !has_trailers {
+                stream.response_body(&[], true);
+            }
+        }
+        if has_trailers {
+            stream.response_trailers(response.trailers.clone());
+        }
+    }
+    let exchange: Exchange = stream.finish();
+    observe(plugin, scenario.front, &exchange, forwarded, head)
+}
+
+fn observe(
+    plugin: &mut Plugin,
+    front_on: bool,
+    exchange: &Exchange,
+    forwarded: bool,
+    head: bool,
+) -> Outcome {
+    let forwarded = forwarded && exchange.forwarded();
+    let (status, headers, body) = match &exchange.response {
+        Some(r) => {
+            let headers = if front_on {
+                front::client_headers(r, forwarded && exchange.local_reply.is_none(), head)
+            } else {
+                r.headers.clone()
+            };
+            (r.status, headers, r.body_text())
+        }
+        None => (0, Vec::new(), String::new()),
+    };
+    let upstream = exchange.upstream_request.as_ref().filter(|_| forwarded);
+    Outcome {
+        status: Some(status),
+        headers: Some(headers),
+        body: Some(body),
+        reset: Some(exchange.end != End::Completed),
+        logs: Some(info_logs(plugin)),
+        forwarded: Some(forwarded),
+        upstream_headers: upstream.map(|m| {
+            if front_on {
+                let mut h = front::upstream_wire(&m.headers);
+                h.extend(m.trailers.iter().cloned());
+                h
+            } else {
+                m.headers.clone()
+            }
+        }),
+        upstream_body: upstream.map(|m| String::from_utf8_lossy(&m.body).into_owned()),
+    }
+}

@@ -1,0 +1,423 @@
+//! The fidelity corpus (issue 13): requests through
+//! `tests/guests/fidelity-filter` recorded from real Envoy 1.40
+//! (`tests/data/fidelity/recorded.yaml`), replayed through the harness with
+//! its Envoy front, compared field by field (see `meshward_scenario::FIELDS`).
+//!
+//! Re-record with `scripts/record-fidelity` (it runs `record_from_envoy`
+//! below, which needs the Envoy that `scripts/setup` installs). The
+//! recording is kept in the repository so this comparison runs without
+//! Envoy; the exceptions left are listed in `EXCEPTIONS` with their reason.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshward_envoy::{Envoy, Template};
+use meshward_scenario::{
+    CalloutSpec, HeaderList, Outcome, RequestSpec, ResponseSpec, Scenario, Source,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+fn data() -> PathBuf {
+    meshward_envoy::workspace_root().join("tests/data/fidelity")
+}
+
+/// Steps whose fields legitimately differ, each with the reason; `*`
+/// names every step.
+const EXCEPTIONS: &[(&str, &str, &str)] = &[
+    // Envoy buffers the body that arrives while the filter holds the
+    // headers and delivers it in one call with the end of stream; the
+    // harness delivers the codec's data and end calls as they come. Not
+    // yet modelled (issue 13).
+    (
+        "callout held headers with a body",
+        "logs",
+        "held body is delivered in one call by Envoy",
+    ),
+    // The Rust SDK's panic message spans lines; Envoy logs the first
+    // line per log record, the harness keeps the record whole.
+    (
+        "trap mid-response",
+        "logs",
+        "multi-line panic message split differently",
+    ),
+];
+
+#[test]
+fn harness_matches_the_envoy_recording() {
+    let path = data().join("recorded.yaml");
+    let scenario = Scenario::load(&path).unwrap();
+    let source = Source::from_scenario(&scenario, &data())
+        .unwrap()
+        .with_wasm(&meshward_tests::filter_wasm("meshward-fidelity-filter"));
+    let report = meshward_scenario::run(&scenario, &source).unwrap();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for step in &report.steps {
+        compared += step.compared;
+        for (field, diff) in &step.differences {
+            let excused = EXCEPTIONS
+                .iter()
+                .any(|(s, f, _)| (*s == "*" || *s == step.name) && f == field);
+            println!("{} / {field}: excused={excused}\n{diff}", step.name);
+            if !excused {
+                failures.push(format!("{} / {field}: {diff}", step.name));
+            }
+        }
+    }
+    assert!(compared > 100, "only {compared} fields compared");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Records the corpus from real Envoy into `recorded.yaml`. Run by
+/// `scripts/record-fidelity`; ignored otherwise (it needs Envoy, and
+/// rewrites a file in the source tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "re-records tests/data/fidelity/recorded.yaml from real Envoy"]
+async fn record_from_envoy() {
+    let cases = data().join("cases.yaml");
+    let mut scenario = Scenario::load(&cases).unwrap();
+    let wasm = meshward_tests::filter_wasm("meshward-fidelity-filter");
+
+    let script = Arc::new(Mutex::new(Script::default()));
+    script.lock().unwrap().callout = scenario
+        .callouts
+        .get("upstream")
+        .cloned()
+        .unwrap_or_default();
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    tokio::spawn(serve_upstream(upstream, script.clone()));
+    let hang = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let nowhere_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let template = Template::load(&data().join("envoy.yaml")).unwrap();
+    let values = BTreeMap::from([
+        ("WASM", wasm.display().to_string()),
+        ("UPSTREAM_PORT", upstream_port.to_string()),
+        ("HANG_PORT", hang_port.to_string()),
+        ("NOWHERE_PORT", nowhere_port.to_string()),
+    ]);
+    let envoy = Envoy::start(&template.render(&values).unwrap())
+        .await
+        .unwrap();
+    let listener = envoy.listener("fidelity").await.unwrap();
+    let startup = wasm_messages(&envoy.logs());
+    println!("start-up logs: {startup:?}");
+
+    let default_upstream = scenario.upstream.clone().unwrap_or_default();
+    for step in &mut scenario.steps {
+        let Some(request) = step.request.clone() else {
+            continue;
+        };
+        {
+            let mut s = script.lock().unwrap();
+            s.response = step.upstream.clone().unwrap_or(default_upstream.clone());
+            s.received.clear();
+        }
+        let offset = envoy.logs().len();
+        let seen = send(listener, &request).await;
+        // on_log and on_done run after the response went out.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let logs = envoy.logs();
+        let logs = wasm_messages(logs.get(offset..).unwrap_or_default());
+        let received = script.lock().unwrap().received.first().cloned();
+        step.expect = Some(Outcome {
+            status: Some(seen.status),
+            headers: Some(seen.headers),
+            body: Some(seen.body),
+            reset: Some(seen.reset),
+            logs: Some(logs),
+            forwarded: Some(received.is_some()),
+            upstream_headers: received.as_ref().map(|r| r.headers.clone()),
+            upstream_body: received.map(|r| r.body),
+        });
+    }
+    let mut text = String::from(
+        "# Recorded from real Envoy by scripts/record-fidelity from cases.yaml;\n\
+         # do not edit by hand. Volatile values are written `*`.\n",
+    );
+    text.push_str(&format!(
+        "# Envoy's start-up log lines: {}\n",
+        serde_json::to_string(&startup).unwrap()
+    ));
+    text.push_str(&serde_yaml_ng::to_string(&scenario).unwrap());
+    std::fs::write(data().join("recorded.yaml"), text).unwrap();
+}
+
+/// The messages of Envoy's `wasm log <root_id> <vm_id>: <msg>` lines.
+fn wasm_messages(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("][wasm] "))
+        .filter_map(|l| l.split_once("] wasm log ")?.1.split_once(": "))
+        .map(|(_, message)| message.to_owned())
+        .collect()
+}
+
+/// What the test upstream answers, and the requests it received.
+#[derive(Default)]
+struct Script {
+    response: ResponseSpec,
+    callout: CalloutSpec,
+    received: Vec<Received>,
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderList,
+    body: String,
+}
+
+/// Values that change per run are recorded as `*`.
+fn stable(headers: HeaderList) -> HeaderList {
+    headers
+        .into_iter()
+        .map(|(k, v)| {
+            let volatile = matches!(
+                k.as_str(),
+                "date" | "x-request-id" | "x-envoy-upstream-service-time"
+            );
+            (k, if volatile { "*".to_owned() } else { v })
+        })
+        .collect()
+}
+
+async fn serve_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let script = script.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            while let Ok(Some(message)) = read_message(&mut read, false).await {
+                let (method, path) = {
+                    let mut parts = message.start.split(' ');
+                    (
+                        parts.next().unwrap_or_default().to_owned(),
+                        parts.next().unwrap_or_default().to_owned(),
+                    )
+                };
+                let response = {
+                    let mut s = script.lock().unwrap();
+                    if path == "/callout" {
+                        ResponseSpec {
+                            status: s.callout.status.unwrap_or(200),
+                            headers: s.callout.headers.clone(),
+                            body: s.callout.body.clone(),
+                            ..ResponseSpec::default()
+                        }
+                    } else {
+                        s.received.push(Received {
+                            headers: stable(message.headers.clone()),
+                            body: String::from_utf8_lossy(&message.body).into_owned(),
+                        });
+                        s.response.clone()
+                    }
+                };
+                let bytes = write_response(&response, method == "HEAD");
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn write_response(r: &ResponseSpec, head: bool) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {} X\r\n", r.status);
+    for (k, v) in &r.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = r.body.clone().unwrap_or_default();
+    if r.chunked {
+        out.push_str("transfer-encoding: chunked\r\n\r\n");
+        if !head {
+            if !body.is_empty() {
+                out.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
+            }
+            out.push_str("0\r\n");
+            for (k, v) in &r.trailers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+        }
+    } else {
+        out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        if !head {
+            out.push_str(&body);
+        }
+    }
+    out.into_bytes()
+}
+
+/// What the client saw.
+struct Seen {
+    status: u16,
+    headers: HeaderList,
+    body: String,
+    reset: bool,
+}
+
+async fn send(addr: SocketAddr, r: &RequestSpec) -> Seen {
+    let mut text = format!("{} {} HTTP/1.1\r\n", r.method, r.path);
+    if !r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
+        text.push_str("host: example.com\r\n");
+    }
+    for (k, v) in &r.headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = r.body.clone().unwrap_or_default();
+    if r.chunked {
+        text.push_str("transfer-encoding: chunked\r\n\r\n");
+        if !body.is_empty() {
+            text.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
+        }
+        text.push_str("0\r\n");
+        for (k, v) in &r.trailers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+    } else {
+        if r.body.is_some() {
+            text.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        text.push_str("\r\n");
+        text.push_str(&body);
+    }
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut read = BufReader::new(stream);
+    let head = r.method == "HEAD";
+    match tokio::time::timeout(Duration::from_secs(20), read_message(&mut read, head)).await {
+        Ok(Ok(Some(m))) => Seen {
+            status: m
+                .start
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            headers: stable(m.headers),
+            body: String::from_utf8_lossy(&m.body).into_owned(),
+            reset: !m.complete,
+        },
+        _ => Seen {
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+            reset: true,
+        },
+    }
+}
+
+/// One HTTP/1.1 message as read off the wire.
+struct Wire {
+    start: String,
+    headers: HeaderList,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+async fn read_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Option<String>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// Reads one message; `no_body` for the answer to a `HEAD`. A message cut
+/// short is returned with `complete: false`.
+async fn read_message<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    no_body: bool,
+) -> std::io::Result<Option<Wire>> {
+    let Some(start) = read_line(r).await? else {
+        return Ok(None);
+    };
+    let mut headers = Vec::new();
+    while let Some(line) = read_line(r).await? {
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let mut m = Wire {
+        start,
+        headers,
+        body: Vec::new(),
+        complete: true,
+    };
+    let header = |m: &Wire, name: &str| {
+        m.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let bodiless_status =
+        m.start.starts_with("HTTP/") && matches!(m.start.split(' ').nth(1), Some("204" | "304"));
+    if no_body || bodiless_status {
+        return Ok(Some(m));
+    }
+    if header(&m, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let Some(size) = read_line(r).await? else {
+                m.complete = false;
+                return Ok(Some(m));
+            };
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                while let Some(line) = read_line(r).await? {
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        m.headers
+                            .push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                }
+                return Ok(Some(m));
+            }
+            let mut chunk = vec![0; size + 2];
+            if r.read_exact(&mut chunk).await.is_err() {
+                m.complete = false;
+                return Ok(Some(m));
+            }
+            chunk.truncate(size);
+            m.body.extend(chunk);
+        }
+    }
+    if let Some(len) = header(&m, "content-length").and_then(|l| l.parse::<usize>().ok()) {
+        let mut body = vec![0; len];
+        match r.read_exact(&mut body).await {
+            Ok(_) => m.body = body,
+            Err(_) => m.complete = false,
+        }
+        return Ok(Some(m));
+    }
+    if m.start.starts_with("HTTP/") {
+        // No framing: the body runs to the end of the connection.
+        let _ = r.read_to_end(&mut m.body).await;
+    }
+    Ok(Some(m))
+}

@@ -1,0 +1,243 @@
+//! A proxy-wasm filter, written with the Rust SDK, that logs every callback
+//! it gets (`<name> cb <callback> <args>`) and does what the request's
+//! `x-fid-op` header asks (a comma-separated list):
+//!
+//! - `reply`: answers locally with `x-fid-status` (default 403), headers
+//!   `x-fid-a: 1` and `x-fid-b: 2`, and the body `x-fid-body` (if any);
+//! - `replace`: replaces request header `x-fid-target`, then logs the
+//!   request header names in order;
+//! - `empty`: logs what the SDK returns for header `x-fid-empty` and for
+//!   property `request.query`;
+//! - `callout` / `callout-hang` / `callout-fail`: holds the request, calls
+//!   cluster `upstream` / `hang` / `nowhere` (timeout `x-fid-timeout` ms,
+//!   default 5000), logs the answer, then resumes;
+//! - `rewrite`: replaces the response body with `rewritten`;
+//! - `trap-response-body`: panics (traps) in the first response body call;
+//! - `shared`: writes and reads back shared data.
+//!
+//! The plugin configuration is its name in the logs, so two instances in
+//! one chain can be told apart.
+
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { name: String::new() })
+    });
+}}
+
+fn info(message: &str) {
+    // Logging cannot fail in a conforming host; nothing to do if it does.
+    let _ = proxy_wasm::hostcalls::log(LogLevel::Info, message);
+}
+
+struct Root {
+    name: String,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        info("fidelity vm_start");
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        self.name = self
+            .get_plugin_configuration()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default();
+        info(&format!("{} cb on_configure", self.name));
+        true
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            name: self.name.clone(),
+            ops: Vec::new(),
+            trapped: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    name: String,
+    ops: Vec<String>,
+    trapped: bool,
+}
+
+impl Stream {
+    fn log(&self, message: &str) {
+        info(&format!("{} {message}", self.name));
+    }
+
+    fn has(&self, op: &str) -> bool {
+        self.ops.iter().any(|o| o == op)
+    }
+
+    fn names(&self) -> String {
+        self.get_http_request_headers()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn callout(&mut self, cluster: &str) -> Action {
+        let timeout = self
+            .get_http_request_header("x-fid-timeout")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(5000);
+        let result = self.dispatch_http_call(
+            cluster,
+            vec![
+                (":method", "GET"),
+                (":path", "/callout"),
+                (":authority", cluster),
+            ],
+            None,
+            vec![],
+            Duration::from_millis(timeout),
+        );
+        match result {
+            Ok(_) => Action::Pause,
+            Err(status) => {
+                self.log(&format!("dispatch failed {status:?}"));
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body: usize, trailers: usize) {
+        let status = self
+            .get_http_call_response_header(":status")
+            .unwrap_or_else(|| "none".into());
+        let names: Vec<String> = self
+            .get_http_call_response_headers()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k != "date" && k != "x-envoy-upstream-service-time")
+            .collect();
+        let text = self
+            .get_http_call_response_body(0, body)
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        self.log(&format!(
+            "cb on_http_call_response headers={headers} body={body} trailers={trailers} status={status} names={} body={text:?}",
+            names.join(",")
+        ));
+        self.resume_http_request();
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.log("cb on_done");
+        true
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, eos: bool) -> Action {
+        self.ops = self
+            .get_http_request_header("x-fid-op")
+            .map(|o| o.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default();
+        self.log(&format!("cb on_request_headers eos={eos}"));
+        if self.has("reply") {
+            let status = self
+                .get_http_request_header("x-fid-status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(403);
+            let body = self.get_http_request_header("x-fid-body");
+            self.send_http_response(
+                status,
+                vec![("x-fid-a", "1"), ("x-fid-b", "2")],
+                body.as_deref().map(str::as_bytes),
+            );
+            return Action::Pause;
+        }
+        if self.has("replace") {
+            self.set_http_request_header("x-fid-target", Some("new"));
+            self.log(&format!("names {}", self.names()));
+        }
+        if self.has("empty") {
+            let header = self.get_http_request_header("x-fid-empty");
+            let query = self.get_property(vec!["request", "query"]);
+            self.log(&format!("empty header={header:?} query={query:?}"));
+        }
+        if self.has("shared") {
+            let set = self.set_shared_data("fidelity", Some(b"v1"), None);
+            let (value, cas) = self.get_shared_data("fidelity");
+            self.log(&format!(
+                "shared set={set:?} value={:?} cas_some={}",
+                value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                cas.is_some()
+            ));
+        }
+        for (op, cluster) in [
+            ("callout", "upstream"),
+            ("callout-hang", "hang"),
+            ("callout-fail", "nowhere"),
+        ] {
+            if self.has(op) {
+                return self.callout(cluster);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
+        self.log(&format!("cb on_request_body size={size} eos={eos}"));
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, n: usize) -> Action {
+        self.log(&format!("cb on_request_trailers n={n}"));
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
+        let status = self.get_http_response_header(":status").unwrap_or_default();
+        self.log(&format!("cb on_response_headers eos={eos} status={status}"));
+        if self.has("rewrite") {
+            self.set_http_response_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        self.log(&format!("cb on_response_body size={size} eos={eos}"));
+        if self.has("trap-response-body") && !self.trapped {
+            self.trapped = true;
+            #[expect(clippy::panic, reason = "the trap is what this op tests")]
+            {
+                panic!("trap requested");
+            }
+        }
+        if self.has("rewrite") {
+            if !eos {
+                return Action::Pause;
+            }
+            self.set_http_response_body(0, size, b"rewritten");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, n: usize) -> Action {
+        self.log(&format!("cb on_response_trailers n={n}"));
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.log("cb on_log");
+    }
+}
