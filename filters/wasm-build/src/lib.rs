@@ -24,6 +24,7 @@ pub const FILTERS: &[&str] = &["meshward-identity-filter", "meshward-authz-filte
 pub const GUESTS: &[&str] = &[
     "meshward-conformance-filter",
     "meshward-bench-trivial-filter",
+    "meshward-fault-filter",
 ];
 
 /// The target triple every filter is built for.
