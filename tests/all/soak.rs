@@ -18,7 +18,9 @@ use meshward_filter_glue::PEER_ID_PROPERTY;
 use meshward_harness::{FailureKind, Host, Limits, PluginConfig, Properties, Request};
 use meshward_tests::{authz_filter_config, filter_wasm};
 
-use crate::faults::rig::{BACKEND, FRONTEND, Listener, ORDERS, PROBES, Peer, Rig, authz_filter, identity_filter};
+use crate::faults::rig::{
+    BACKEND, FRONTEND, Listener, ORDERS, PROBES, Peer, Rig, authz_filter, identity_filter,
+};
 
 /// Growth allowed over the warmed-up figures, for the whole soak.
 const RSS_BOUND: u64 = 64 << 20;
@@ -27,7 +29,10 @@ const HEAP_BOUND: u64 = 32 << 20;
 const LINEAR_MEMORY_CAP: usize = 32 << 20;
 
 fn soak_secs() -> u64 {
-    std::env::var("MESHWARD_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30)
+    std::env::var("MESHWARD_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
 }
 
 /// Envoy's resident set in bytes, from `/proc` (the process whose command
@@ -53,7 +58,11 @@ fn envoy_rss(envoy: &meshward_envoy::Envoy) -> Option<u64> {
 }
 
 async fn heap(envoy: &meshward_envoy::Envoy) -> u64 {
-    envoy.stat("server.memory_allocated").await.unwrap().unwrap_or(0)
+    envoy
+        .stat("server.memory_allocated")
+        .await
+        .unwrap()
+        .unwrap_or(0)
 }
 
 async fn decisions(rig: &Rig) -> Vec<Result<u16, String>> {
@@ -71,13 +80,20 @@ async fn envoy_soak() {
     let secs = soak_secs();
     let rig = Arc::new(Rig::new().await);
     let config = rig.bootstrap(
-        &[identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]})), authz_filter(ORDERS)],
+        &[
+            identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]})),
+            authz_filter(ORDERS),
+        ],
         Listener::Static,
     );
     let envoy = rig.start(&config).await;
     let start = decisions(&rig).await;
     for (p, r) in PROBES.iter().zip(&start) {
-        assert_eq!(r.as_ref().ok(), Some(&if p.allowed { 200 } else { 403 }), "{p:?}");
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&if p.allowed { 200 } else { 403 }),
+            "{p:?}"
+        );
     }
     // Warm-up: a fifth of the run (at most a minute) before the baseline.
     let warm = Duration::from_secs((secs / 5).clamp(2, 60));
@@ -90,7 +106,12 @@ async fn envoy_soak() {
             tokio::spawn(async move {
                 let (mut n, mut bad) = (0_u64, Vec::new());
                 // Bounded in count as well as in time.
-                for p in PROBES.iter().cycle().skip(w).take(2_000 * usize::try_from(secs).unwrap()) {
+                for p in PROBES
+                    .iter()
+                    .cycle()
+                    .skip(w)
+                    .take(2_000 * usize::try_from(secs).unwrap())
+                {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -132,12 +153,27 @@ async fn envoy_soak() {
         heap1 as f64 / MIB,
         heap_max as f64 / MIB,
     );
-    assert!(bad.is_empty(), "{} unexpected answers, e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "{} unexpected answers, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
     assert_eq!(start, end, "the decisions changed during the soak");
-    assert!(rss_max <= rss0 + RSS_BOUND, "Envoy's RSS grew from {rss0} to {rss_max}");
-    assert!(heap_max <= heap0 + HEAP_BOUND, "Envoy's heap grew from {heap0} to {heap_max}");
+    assert!(
+        rss_max <= rss0 + RSS_BOUND,
+        "Envoy's RSS grew from {rss0} to {rss_max}"
+    );
+    assert!(
+        heap_max <= heap0 + HEAP_BOUND,
+        "Envoy's heap grew from {heap0} to {heap_max}"
+    );
     assert!(total >= secs, "only {total} requests in {secs} s");
-    assert!(!envoy.logs().contains("Function: proxy_on"), "a filter failed:\n{}", envoy.logs());
+    assert!(
+        !envoy.logs().contains("Function: proxy_on"),
+        "a filter failed:\n{}",
+        envoy.logs()
+    );
 }
 
 /// The authorization filter under the same probes in the harness, with
@@ -162,21 +198,32 @@ fn harness_soak() {
     let mut first = Vec::new();
     for round in 0..rounds {
         for (i, p) in PROBES.iter().enumerate() {
-            let peer = if p.peer == Peer::Frontend { FRONTEND } else { BACKEND };
+            let peer = if p.peer == Peer::Frontend {
+                FRONTEND
+            } else {
+                BACKEND
+            };
             let mut req = Request::new(p.method, p.path).property(PEER_ID_PROPERTY, peer);
             for (k, v) in p.headers {
                 req = req.header(k, v);
             }
             let e = plugin.send(req);
             if let Some(f) = &e.failure {
-                assert!(!matches!(f.kind, FailureKind::MemoryLimit(_)), "linear memory grew past the cap");
+                assert!(
+                    !matches!(f.kind, FailureKind::MemoryLimit(_)),
+                    "linear memory grew past the cap"
+                );
                 panic!("the VM failed: {f}");
             }
             assert_eq!(e.forwarded(), p.allowed, "{p:?}");
             if round == 0 {
                 first.push(e.status());
             } else {
-                assert_eq!(e.status(), first[i], "{p:?}: a different answer in round {round}");
+                assert_eq!(
+                    e.status(),
+                    first[i],
+                    "{p:?}: a different answer in round {round}"
+                );
             }
         }
     }

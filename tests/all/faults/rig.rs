@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshward_certs::SpiffeCa;
-use meshward_envoy::{EchoUpstream, Envoy, FilterSpec, Request, Sidecar, Template, send, yaml_quote};
+use meshward_envoy::{
+    EchoUpstream, Envoy, FilterSpec, Request, Sidecar, Template, send, yaml_quote,
+};
 use meshward_tests::{authz_filter_config, filter_wasm};
 
 pub(crate) const TRUST_DOMAIN: &str = "example.org";
@@ -70,12 +72,21 @@ pub(crate) struct Rig {
 impl Rig {
     pub(crate) async fn new() -> Self {
         let ca = SpiffeCa::new(TRUST_DOMAIN).unwrap();
-        let server = ca.issue_local_server("spiffe://example.org/ns/default/sa/app").unwrap();
-        let dir = tempfile::Builder::new().prefix("meshward-faults-").tempdir().unwrap();
+        let server = ca
+            .issue_local_server("spiffe://example.org/ns/default/sa/app")
+            .unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("meshward-faults-")
+            .tempdir()
+            .unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
         std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
         std::fs::write(dir.path().join("server-key.pem"), &server.key_pem).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let frontend = ca.issue(FRONTEND, &[]).unwrap().client_config(&ca).unwrap();
         let backend = ca.issue(BACKEND, &[]).unwrap().client_config(&ca).unwrap();
         Self {
@@ -94,7 +105,8 @@ impl Rig {
 
     /// The rendered two-filter sidecar bootstrap, as YAML.
     fn rendered(&self, filters: &[FilterSpec]) -> serde_yaml_ng::Value {
-        let mut text = std::fs::read_to_string(Sidecar::template_path(filters.len()).unwrap()).unwrap();
+        let mut text =
+            std::fs::read_to_string(Sidecar::template_path(filters.len()).unwrap()).unwrap();
         if self.fail_open {
             assert!(text.contains("fail_open: false"));
             text = text.replace("fail_open: false", "fail_open: true");
@@ -106,7 +118,13 @@ impl Rig {
         values.insert("KEY", file("server-key.pem"));
         values.insert("UPSTREAM_PORT", self.upstream.addr().port().to_string());
         let keys: Vec<[String; 3]> = (0..filters.len())
-            .map(|n| [format!("WASM_{n}"), format!("ROOT_ID_{n}"), format!("PLUGIN_CONFIG_{n}")])
+            .map(|n| {
+                [
+                    format!("WASM_{n}"),
+                    format!("ROOT_ID_{n}"),
+                    format!("PLUGIN_CONFIG_{n}"),
+                ]
+            })
             .collect();
         for (f, [wasm, root, config]) in filters.iter().zip(&keys) {
             values.insert(wasm.as_str(), f.wasm.display().to_string());
@@ -148,7 +166,10 @@ impl Rig {
             "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
         );
         let mut doc = serde_yaml_ng::Mapping::new();
-        doc.insert("resources".into(), serde_yaml_ng::Value::Sequence(vec![listener]));
+        doc.insert(
+            "resources".into(),
+            serde_yaml_ng::Value::Sequence(vec![listener]),
+        );
         let tmp = self.dir.path().join("lds.yaml.next");
         std::fs::write(&tmp, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
         std::fs::rename(&tmp, self.dir.path().join("lds.yaml")).unwrap();
@@ -159,7 +180,11 @@ impl Rig {
         let envoy = Envoy::start(config).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         while envoy.listener("inbound_mtls").await.is_err() {
-            assert!(Instant::now() < deadline, "the listener never came up:\n{}", envoy.logs());
+            assert!(
+                Instant::now() < deadline,
+                "the listener never came up:\n{}",
+                envoy.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         envoy
@@ -175,7 +200,10 @@ impl Rig {
         for (k, v) in probe.headers {
             req = req.header(k, v);
         }
-        send(self.addr(), Some(tls), &req).await.map(|r| r.status).map_err(|e| e.to_string())
+        send(self.addr(), Some(tls), &req)
+            .await
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -199,11 +227,41 @@ pub(crate) struct Probe {
 /// The fixed probe set: allowed and denied requests, including spellings
 /// that walk around naive checks.
 pub(crate) const PROBES: &[Probe] = &[
-    Probe { peer: Peer::Frontend, method: "GET", path: "/api/orders", headers: &[], allowed: true },
-    Probe { peer: Peer::Frontend, method: "HEAD", path: "/api/orders/7", headers: &[], allowed: true },
-    Probe { peer: Peer::Frontend, method: "GET", path: "/admin", headers: &[], allowed: false },
-    Probe { peer: Peer::Frontend, method: "GET", path: "/api/../admin", headers: &[], allowed: false },
-    Probe { peer: Peer::Frontend, method: "DELETE", path: "/api/orders", headers: &[], allowed: false },
+    Probe {
+        peer: Peer::Frontend,
+        method: "GET",
+        path: "/api/orders",
+        headers: &[],
+        allowed: true,
+    },
+    Probe {
+        peer: Peer::Frontend,
+        method: "HEAD",
+        path: "/api/orders/7",
+        headers: &[],
+        allowed: true,
+    },
+    Probe {
+        peer: Peer::Frontend,
+        method: "GET",
+        path: "/admin",
+        headers: &[],
+        allowed: false,
+    },
+    Probe {
+        peer: Peer::Frontend,
+        method: "GET",
+        path: "/api/../admin",
+        headers: &[],
+        allowed: false,
+    },
+    Probe {
+        peer: Peer::Frontend,
+        method: "DELETE",
+        path: "/api/orders",
+        headers: &[],
+        allowed: false,
+    },
     Probe {
         peer: Peer::Frontend,
         method: "GET",
@@ -211,7 +269,13 @@ pub(crate) const PROBES: &[Probe] = &[
         headers: &[("x-meshward-peer-id", BACKEND)],
         allowed: true,
     },
-    Probe { peer: Peer::Backend, method: "GET", path: "/api/orders", headers: &[], allowed: false },
+    Probe {
+        peer: Peer::Backend,
+        method: "GET",
+        path: "/api/orders",
+        headers: &[],
+        allowed: false,
+    },
     Probe {
         peer: Peer::Backend,
         method: "GET",

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = cfg.warnings();
     // A configuration that parsed keeps its forward headers valid.
-    assert!(cfg.forward().check().is_ok(), "accepted forward headers fail their own check");
+    assert!(
+        cfg.forward().check().is_ok(),
+        "accepted forward headers fail their own check"
+    );
     let facts = [
         PeerFacts {
             mtls: Some(vec![1]),
@@ -29,13 +32,22 @@ fuzz_target!(|data: &[u8]| {
             peer_certificate: None,
             headers: vec![("x-forwarded-client-cert".into(), format!("By=x;URI={PEER}"))],
         },
-        PeerFacts { mtls: None, uri_san: None, peer_certificate: None, headers: vec![] },
+        PeerFacts {
+            mtls: None,
+            uri_san: None,
+            peer_certificate: None,
+            headers: vec![],
+        },
     ];
     for f in &facts {
         if let Ok(id) = authenticate(&cfg, f, 1_800_000_000) {
             // The only identity in these facts is PEER: anything else was
             // made up from the configuration.
-            assert_eq!(id.presented_peer.as_str(), PEER, "an identity nobody presented");
+            assert_eq!(
+                id.presented_peer.as_str(),
+                PEER,
+                "an identity nobody presented"
+            );
         }
     }
 });

@@ -11,11 +11,17 @@ use meshward_identity::fuzzing::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    for certs in [certificates_from_pem(data), certificates_from_der_or_pem(data)]
-        .into_iter()
-        .flatten()
+    for certs in [
+        certificates_from_pem(data),
+        certificates_from_der_or_pem(data),
+    ]
+    .into_iter()
+    .flatten()
     {
-        assert!(certs.len() <= MAX_CERTIFICATES, "more certificates than the bound");
+        assert!(
+            certs.len() <= MAX_CERTIFICATES,
+            "more certificates than the bound"
+        );
         for der in &certs {
             if let Ok(svid) = X509Svid::from_der(der) {
                 let _ = svid.check_time(1_800_000_000, 60);

@@ -16,8 +16,16 @@ mod authz_config;
 fn requests() -> Vec<(RequestFacts, bool)> {
     let peer = SpiffeId::parse("spiffe://example.org/ns/shop/sa/web").expect("fixed id");
     vec![
-        (RequestFacts::new("GET", "catalog.shop.svc", "/api/items?x=1").with_peer(peer.clone()), true),
-        (RequestFacts::new("DELETE", "admin.example.com:8443", "/admin").with_peer(peer).with_header("x-debug", "1"), true),
+        (
+            RequestFacts::new("GET", "catalog.shop.svc", "/api/items?x=1").with_peer(peer.clone()),
+            true,
+        ),
+        (
+            RequestFacts::new("DELETE", "admin.example.com:8443", "/admin")
+                .with_peer(peer)
+                .with_header("x-debug", "1"),
+            true,
+        ),
         (RequestFacts::new("GET", "catalog.shop.svc", "/"), false),
     ]
 }
@@ -25,10 +33,13 @@ fn requests() -> Vec<(RequestFacts, bool)> {
 fuzz_target!(|data: &[u8]| {
     let (engine, peer_required) = match data.split_first() {
         Some((0, rest)) => {
-            let Ok(text) = std::str::from_utf8(rest) else { return };
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
             let authoring = serde_json::json!({"cedar": {"policies": text}});
             let filter: serde_json::Value =
-                serde_json::from_str(&authz_config::authz_filter_config(&authoring)).expect("own output");
+                serde_json::from_str(&authz_config::authz_filter_config(&authoring))
+                    .expect("own output");
             let cedar = filter.get("cedar").expect("a cedar member").to_string();
             (PolicyEngine::from_config(cedar.as_bytes()), true)
         }

@@ -28,12 +28,15 @@ struct Input<'a> {
 
 fuzz_target!(|input: Input<'_>| {
     static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| PolicyEngine::from_policies(POLICIES).expect("fixed policies"));
-    let opts = PathOptions::default().merge_slashes(input.merge).escaped_slashes(if input.keep_escaped {
-        EscapedSlashes::Keep
-    } else {
-        EscapedSlashes::Refuse
-    });
+    let engine =
+        ENGINE.get_or_init(|| PolicyEngine::from_policies(POLICIES).expect("fixed policies"));
+    let opts = PathOptions::default()
+        .merge_slashes(input.merge)
+        .escaped_slashes(if input.keep_escaped {
+            EscapedSlashes::Keep
+        } else {
+            EscapedSlashes::Refuse
+        });
     let mut facts = RequestFacts::from_raw(input.method, input.authority, input.path, &opts);
     for (k, v) in input.headers.iter().take(16) {
         facts.headers.push(*k, *v);
@@ -48,14 +51,25 @@ fuzz_target!(|input: Input<'_>| {
     } else {
         // The decided path is a normal form, and it is what is forwarded.
         let decided = normalize_path(&facts.path, &opts).expect("decided path has a normal form");
-        assert!(!decided.changed(), "decided on `{}`, not a normal form", facts.path);
+        assert!(
+            !decided.changed(),
+            "decided on `{}`, not a normal form",
+            facts.path
+        );
         if let Some(forwarded) = facts.rewritten_path() {
             let f = normalize_path(forwarded, &opts).expect("forwarded path has a normal form");
-            assert_eq!(f.path(), facts.path, "forwarded a path other than the decided one");
+            assert_eq!(
+                f.path(),
+                facts.path,
+                "forwarded a path other than the decided one"
+            );
         }
     }
     let reference = engine.decide_unindexed(&facts);
-    assert_eq!(decision.allowed, reference.allowed, "index and plain Cedar disagree");
+    assert_eq!(
+        decision.allowed, reference.allowed,
+        "index and plain Cedar disagree"
+    );
     assert_eq!(decision.reason, reference.reason);
     assert_eq!(decision.determining, reference.determining);
 });

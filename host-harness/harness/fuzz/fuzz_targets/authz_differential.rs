@@ -11,7 +11,10 @@ use meshward_harness_fuzz::{authz_config, authz_diff};
 use meshward_policy::PolicyEngine;
 
 /// The authorization filter built by `scripts/build-wasm`.
-const WASM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../target/wasm32-wasip1/filter/meshward_authz_filter.wasm");
+const WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../target/wasm32-wasip1/filter/meshward_authz_filter.wasm"
+);
 
 thread_local! {
     static STATE: RefCell<(PolicyEngine, Plugin)> = RefCell::new({

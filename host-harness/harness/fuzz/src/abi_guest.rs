@@ -35,7 +35,11 @@ const IMPORTS: &[Import] = &[
     ("env", "proxy_continue_response", &[]),
     ("env", "proxy_close_stream", &[I]),
     ("env", "proxy_clear_route_cache", &[]),
-    ("env", "proxy_send_local_response", &[I, I, I, I, I, I, I, I]),
+    (
+        "env",
+        "proxy_send_local_response",
+        &[I, I, I, I, I, I, I, I],
+    ),
     ("env", "proxy_get_header_map_value", &[I, I, I, I, I]),
     ("env", "proxy_add_header_map_value", &[I, I, I, I, I]),
     ("env", "proxy_replace_header_map_value", &[I, I, I, I, I]),
@@ -47,8 +51,16 @@ const IMPORTS: &[Import] = &[
     ("env", "proxy_get_buffer_status", &[I, I, I]),
     ("env", "proxy_set_buffer_bytes", &[I, I, I, I, I]),
     ("env", "proxy_http_call", &[I, I, I, I, I, I, I, I, I, I]),
-    ("env", "proxy_dispatch_http_call", &[I, I, I, I, I, I, I, I, I, I]),
-    ("env", "proxy_grpc_call", &[I, I, I, I, I, I, I, I, I, I, I, I]),
+    (
+        "env",
+        "proxy_dispatch_http_call",
+        &[I, I, I, I, I, I, I, I, I, I],
+    ),
+    (
+        "env",
+        "proxy_grpc_call",
+        &[I, I, I, I, I, I, I, I, I, I, I, I],
+    ),
     ("env", "proxy_grpc_stream", &[I, I, I, I, I, I, I, I, I]),
     ("env", "proxy_grpc_send", &[I, I, I, I]),
     ("env", "proxy_grpc_cancel", &[I]),
@@ -74,7 +86,11 @@ const IMPORTS: &[Import] = &[
     ("wasi_snapshot_preview1", "fd_fdstat_get", &[I, I]),
     ("wasi_snapshot_preview1", "fd_prestat_get", &[I, I]),
     ("wasi_snapshot_preview1", "fd_prestat_dir_name", &[I, I, I]),
-    ("wasi_snapshot_preview1", "path_open", &[I, I, I, I, I, L, L, I, I]),
+    (
+        "wasi_snapshot_preview1",
+        "path_open",
+        &[I, I, I, I, I, L, L, I, I],
+    ),
     ("wasi_snapshot_preview1", "environ_sizes_get", &[I, I]),
     ("wasi_snapshot_preview1", "environ_get", &[I, I]),
     ("wasi_snapshot_preview1", "args_sizes_get", &[I, I]),
@@ -93,10 +109,22 @@ const PAGE: u32 = 0x1_0000;
 /// The callbacks the calls are made from, with their signatures and what
 /// they return after the calls.
 const CALLBACKS: [(&str, &str, &str); 4] = [
-    ("proxy_on_vm_start", "(param i32 i32) (result i32)", "(i32.const 1)"),
-    ("proxy_on_configure", "(param i32 i32) (result i32)", "(i32.const 1)"),
+    (
+        "proxy_on_vm_start",
+        "(param i32 i32) (result i32)",
+        "(i32.const 1)",
+    ),
+    (
+        "proxy_on_configure",
+        "(param i32 i32) (result i32)",
+        "(i32.const 1)",
+    ),
     ("proxy_on_context_create", "(param i32 i32)", ""),
-    ("proxy_on_request_headers", "(param i32 i32 i32) (result i32)", "(i32.const 0)"),
+    (
+        "proxy_on_request_headers",
+        "(param i32 i32 i32) (result i32)",
+        "(i32.const 0)",
+    ),
 ];
 
 /// At most this many calls per module, so one input stays fast.
@@ -138,10 +166,12 @@ pub fn module(data: &[u8]) -> String {
     let mut input = Input(data);
     let allocator = match input.byte() % 4 {
         // A bump allocator inside the page, null when full.
-        0 => "(local $p i32) (local.set $p (global.get $bump)) \
+        0 => {
+            "(local $p i32) (local.set $p (global.get $bump)) \
               (if (i32.gt_u (local.get 0) (i32.sub (i32.const 65536) (local.get $p))) \
                 (then (return (i32.const 0)))) \
-              (global.set $bump (i32.add (local.get $p) (local.get 0))) (local.get $p)",
+              (global.set $bump (i32.add (local.get $p) (local.get 0))) (local.get $p)"
+        }
         // Outside memory.
         1 => "(i32.const -16)",
         // Always null.
@@ -154,28 +184,49 @@ pub fn module(data: &[u8]) -> String {
     while !input.0.is_empty() && calls < MAX_CALLS {
         let op = input.byte();
         let n = usize::from(input.byte()) % IMPORTS.len();
-        let Some((module, _, params)) = IMPORTS.get(n) else { break };
-        let Some(body) = bodies.get_mut(usize::from(op >> 6)) else { break };
+        let Some((module, _, params)) = IMPORTS.get(n) else {
+            break;
+        };
+        let Some(body) = bodies.get_mut(usize::from(op >> 6)) else {
+            break;
+        };
         let args: String = params
             .iter()
             .map(|wide| {
                 let v = input.arg();
-                if *wide { format!("(i64.const {v}) ") } else { format!("(i32.const {}) ", v as i32) }
+                if *wide {
+                    format!("(i64.const {v}) ")
+                } else {
+                    format!("(i32.const {}) ", v as i32)
+                }
             })
             .collect();
-        let max = if *module == "env" { MAX_STATUS } else { MAX_ERRNO };
+        let max = if *module == "env" {
+            MAX_STATUS
+        } else {
+            MAX_ERRNO
+        };
         let _ = write!(body, "(call $check (call $f{n} {args}) (i32.const {max})) ");
         calls += 1;
     }
     let mut wat = String::from("(module\n");
     for (n, (module, name, params)) in IMPORTS.iter().enumerate() {
-        let ps: String = params.iter().map(|w| if *w { " i64" } else { " i32" }).collect();
-        let _ = writeln!(wat, "  (import \"{module}\" \"{name}\" (func $f{n} (param{ps}) (result i32)))");
+        let ps: String = params
+            .iter()
+            .map(|w| if *w { " i64" } else { " i32" })
+            .collect();
+        let _ = writeln!(
+            wat,
+            "  (import \"{module}\" \"{name}\" (func $f{n} (param{ps}) (result i32)))"
+        );
     }
     let _ = writeln!(wat, "  (memory (export \"memory\") 1 1)");
     let _ = writeln!(wat, "  (global $bump (mut i32) (i32.const 32768))");
     let _ = writeln!(wat, "  (func (export \"proxy_abi_version_0_2_1\"))");
-    let _ = writeln!(wat, "  (func (export \"proxy_on_memory_allocate\") (param i32) (result i32) {allocator})");
+    let _ = writeln!(
+        wat,
+        "  (func (export \"proxy_on_memory_allocate\") (param i32) (result i32) {allocator})"
+    );
     // A status outside the ABI's set is the host's bug: trap, and the
     // oracle reports it.
     let _ = writeln!(
@@ -193,13 +244,23 @@ pub fn module(data: &[u8]) -> String {
 /// with what went wrong.
 pub fn check(host: &Host, data: &[u8]) {
     let wat = module(data);
-    let filter = host.load(wat.as_bytes()).unwrap_or_else(|e| panic!("the generated module does not load: {e}"));
+    let filter = host
+        .load(wat.as_bytes())
+        .unwrap_or_else(|e| panic!("the generated module does not load: {e}"));
     let mut plugin = filter
         .start(PluginConfig::new().configuration(data.to_vec()))
         .unwrap_or_else(|e| panic!("the plugin did not start: {e}\n{wat}"));
     for path in ["/a", "/b"] {
         let exchange = plugin.send(Request::get(path));
-        assert!(exchange.failure.is_none(), "the VM failed: {:?}\n{wat}", exchange.failure);
+        assert!(
+            exchange.failure.is_none(),
+            "the VM failed: {:?}\n{wat}",
+            exchange.failure
+        );
     }
-    assert!(plugin.failure().is_none(), "the VM failed: {:?}", plugin.failure());
+    assert!(
+        plugin.failure().is_none(),
+        "the VM failed: {:?}",
+        plugin.failure()
+    );
 }

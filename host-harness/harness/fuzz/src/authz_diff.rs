@@ -21,7 +21,9 @@ const PEERS: [Option<&str>; 4] = [
     Some("spiffe://example.org/ns/other/sa/web"),
     Some("spiffe://example.org/ns/shop/../sa"),
 ];
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "DELETE", "get", "PROPFIND", "OPTIONS", "TRACE"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "DELETE", "get", "PROPFIND", "OPTIONS", "TRACE",
+];
 const AUTHORITIES: [&str; 6] = [
     "catalog.shop.svc",
     "CATALOG.shop.svc.",
@@ -31,11 +33,43 @@ const AUTHORITIES: [&str; 6] = [
     "localhost:8443",
 ];
 const PIECES: [&str; 20] = [
-    "/", "admin", "..", ".", "%2e", "%2E%2e", "%2F", "%5C", "//", "api", "?", "admin=1", "&", "%61dmin",
-    "%", ";", "a=1", "admin%3D1", "#", "\\",
+    "/",
+    "admin",
+    "..",
+    ".",
+    "%2e",
+    "%2E%2e",
+    "%2F",
+    "%5C",
+    "//",
+    "api",
+    "?",
+    "admin=1",
+    "&",
+    "%61dmin",
+    "%",
+    ";",
+    "a=1",
+    "admin%3D1",
+    "#",
+    "\\",
 ];
-const HEADER_NAMES: [&str; 6] = ["x-debug", "x-debug", "x_debug", "x-meshward-peer-id", "x-user", "accept"];
-const HEADER_VALUES: [&str; 6] = ["1", "0", "0,1", " 1 ", "1, 1", "spiffe://example.org/ns/shop/sa/web"];
+const HEADER_NAMES: [&str; 6] = [
+    "x-debug",
+    "x-debug",
+    "x_debug",
+    "x-meshward-peer-id",
+    "x-user",
+    "accept",
+];
+const HEADER_VALUES: [&str; 6] = [
+    "1",
+    "0",
+    "0,1",
+    " 1 ",
+    "1, 1",
+    "spiffe://example.org/ns/shop/sa/web",
+];
 
 /// One request, as both sides see it.
 #[derive(Debug)]
@@ -49,7 +83,9 @@ pub struct Case {
 
 fn pick<T: Copy>(list: &[T], b: u8) -> T {
     let i = usize::from(b) % list.len();
-    *list.get(i).unwrap_or_else(|| unreachable!("index is reduced mod the length"))
+    *list
+        .get(i)
+        .unwrap_or_else(|| unreachable!("index is reduced mod the length"))
 }
 
 impl Case {
@@ -60,12 +96,20 @@ impl Case {
         let peer = pick(&PEERS, next());
         let method = pick(&METHODS, next());
         let authority = pick(&AUTHORITIES, next());
-        let headers = (0..next() % 4).map(|_| (pick(&HEADER_NAMES, next()), pick(&HEADER_VALUES, next()))).collect();
+        let headers = (0..next() % 4)
+            .map(|_| (pick(&HEADER_NAMES, next()), pick(&HEADER_VALUES, next())))
+            .collect();
         let mut path = String::from("/");
         for _ in 0..next() % 12 {
             path.push_str(pick(&PIECES, next()));
         }
-        Self { peer, method, authority, path, headers }
+        Self {
+            peer,
+            method,
+            authority,
+            path,
+            headers,
+        }
     }
 
     fn native(&self) -> RequestFacts {
@@ -105,7 +149,10 @@ pub fn plugin(filter: &Filter, config: &str) -> Plugin {
         .start(
             PluginConfig::new()
                 .configuration(config.to_owned())
-                .properties(&Properties::istio_inbound_mtls("spiffe://example.org/ns/shop/sa/web", "")),
+                .properties(&Properties::istio_inbound_mtls(
+                    "spiffe://example.org/ns/shop/sa/web",
+                    "",
+                )),
         )
         .unwrap_or_else(|e| panic!("the authorization filter did not start: {e}"))
 }
@@ -124,7 +171,11 @@ pub fn check(engine: &PolicyEngine, plugin: &mut Plugin, data: &[u8]) {
         req = req.property(PEER_PROPERTY, peer);
     }
     let exchange = plugin.send(req);
-    assert!(exchange.failure.is_none(), "{case:?}: the VM failed: {:?}", exchange.failure);
+    assert!(
+        exchange.failure.is_none(),
+        "{case:?}: the VM failed: {:?}",
+        exchange.failure
+    );
     assert_eq!(
         exchange.forwarded(),
         native.allowed,
@@ -134,8 +185,16 @@ pub fn check(engine: &PolicyEngine, plugin: &mut Plugin, data: &[u8]) {
     );
     if native.allowed {
         let sent = facts.rewritten_path().unwrap_or(&case.path);
-        assert_eq!(exchange.upstream_header(":path"), Some(sent), "{case:?}: forwarded another path");
+        assert_eq!(
+            exchange.upstream_header(":path"),
+            Some(sent),
+            "{case:?}: forwarded another path"
+        );
     } else {
-        assert!(matches!(exchange.status(), 400..=599), "{case:?}: denied with {}", exchange.status());
+        assert!(
+            matches!(exchange.status(), 400..=599),
+            "{case:?}: denied with {}",
+            exchange.status()
+        );
     }
 }

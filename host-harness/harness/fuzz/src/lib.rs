@@ -2,6 +2,6 @@
 //! tests in `tests/all/fuzz_regressions.rs` (which include these files).
 
 pub mod abi_guest;
-pub mod authz_diff;
 #[path = "../../../../tests/support/src/authz_config.rs"]
 pub mod authz_config;
+pub mod authz_diff;
