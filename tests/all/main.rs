@@ -17,13 +17,16 @@ mod differential;
 mod envoy_configs;
 mod envoy_ecds;
 mod envoy_examples;
+mod faults;
 mod fidelity;
+mod fuzz_regressions;
 mod harness_conformance;
 mod identity_e2e;
 mod istio;
 mod istio_rbac;
 mod layering;
 mod policy_suites;
+mod soak;
 mod wasm_imports;
 
 /// An authz filter configuration with its Cedar text compiled, as

@@ -25,6 +25,7 @@ pub const GUESTS: &[&str] = &[
     "meshward-conformance-filter",
     "meshward-fidelity-filter",
     "meshward-bench-trivial-filter",
+    "meshward-fault-filter",
 ];
 
 /// The target triple every filter is built for.

@@ -7,10 +7,13 @@
 // module is missing) must stop the test with its message, not be skipped.
 #![allow(clippy::panic, clippy::indexing_slicing)]
 
+mod authz_config;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
+pub use self::authz_config::authz_filter_config;
 pub use meshward_envoy::workspace_root;
 
 /// The built module of the filter or guest package `package` (e.g.

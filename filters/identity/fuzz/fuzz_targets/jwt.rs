@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = peek_jwt(token, 8192);
-    let mid = (0..=token.len() / 2).rev().find(|i| token.is_char_boundary(*i)).unwrap_or(0);
+    let mid = (0..=token.len() / 2)
+        .rev()
+        .find(|i| token.is_char_boundary(*i))
+        .unwrap_or(0);
     let (a, b) = token.split_at(mid);
     let facts = PeerFacts {
         mtls: Some(vec![1]),
@@ -38,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
         ],
     };
     if let Ok(id) = authenticate(cfg, &facts, 1_800_000_000) {
-        assert!(id.end_user.is_none() && id.jwt_svid.is_none(), "an unsigned token passed");
+        assert!(
+            id.end_user.is_none() && id.jwt_svid.is_none(),
+            "an unsigned token passed"
+        );
     }
 });

@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(elements) = parse_xfcc(text) else {
         return;
     };
-    let printed = elements.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let printed = elements
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     assert_eq!(parse_xfcc(&printed).ok(), Some(elements.clone()));
     for hops in 0..=elements.len() + 1 {
         if let Ok(e) = select_trusted(&elements, hops) {
