@@ -29,8 +29,9 @@ pub(crate) struct Args {
     /// repeated or comma-separated header values (they cannot be exact).
     #[arg(long)]
     headers_fail_closed: bool,
-    /// Print the engine configuration (JSON: the policies, the mode, and
-    /// plaintext peers evaluated as Istio does) instead of the Cedar text.
+    /// Print the engine configuration the authorization filter loads (JSON:
+    /// the policies compiled, the mode, and plaintext peers evaluated as
+    /// Istio does) instead of the Cedar text.
     #[arg(long)]
     engine_config: bool,
 }
@@ -70,7 +71,9 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("meshward: every policy is istio.io/dry-run: run the engine in mode `dry_run`");
     }
     if args.engine_config {
-        println!("{}", imported.engine_config());
+        let compiled =
+            meshward_policy_cedar::compile_filter_config(&imported.engine_config().to_string())?;
+        println!("{compiled}");
     } else {
         print!("{}", imported.cedar);
     }

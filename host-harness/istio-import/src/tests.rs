@@ -21,11 +21,15 @@ fn translate(yaml: &str) -> Imported {
 /// peer identity are evaluated, as Istio evaluates plaintext requests.
 fn engine(yaml: &str) -> Engines {
     let cedar = translate(yaml).cedar;
-    let config = serde_json::json!({"policies": cedar, "require_peer_identity": false});
+    engines(&serde_json::json!({"policies": cedar, "require_peer_identity": false}))
+}
+
+/// Cedar and the filter's evaluator for one authoring configuration.
+fn engines(config: &serde_json::Value) -> Engines {
     let reference = CedarEngine::from_config(config.to_string().as_bytes())
-        .unwrap_or_else(|e| panic!("{e}\n{cedar}"));
+        .unwrap_or_else(|e| panic!("{e}\n{config}"));
     let evaluator = PolicyEngine::from_compiled(&reference.compiled().unwrap())
-        .unwrap_or_else(|e| panic!("{e}\n{cedar}"));
+        .unwrap_or_else(|e| panic!("{e}\n{config}"));
     Engines {
         reference,
         evaluator,
@@ -678,7 +682,7 @@ fn service_accounts_default_to_the_policy_namespace() {
 
 #[test]
 fn request_principals_split_at_the_last_slash() {
-    let with_jwt = |e: &PolicyEngine, iss: serde_json::Value, sub: serde_json::Value| {
+    let with_jwt = |e: &Engines, iss: serde_json::Value, sub: serde_json::Value| {
         let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
         f.jwt_claims = Some(serde_json::json!({"iss": iss, "sub": sub}));
         allowed(e, &f)
@@ -768,7 +772,7 @@ fn header_conditions_are_exact_on_single_values_and_fail_closed_otherwise() {
         "  rules: [{when: [{key: \"request.headers[x-a]\", values: [\"*\"]}, {key: \"request.headers[x-b]\", values: [\"1\", \"v*\"]}]}]\n",
     );
     let e = engine(&allow);
-    let with = |e: &PolicyEngine, headers: &[(&str, &str)]| {
+    let with = |e: &Engines, headers: &[(&str, &str)]| {
         let mut f = req(Some(PRODUCTPAGE), "GET", "h", "/");
         for (k, v) in headers {
             f.headers.push(*k, *v);
@@ -817,7 +821,7 @@ fn trust_domain_aliases_rewrite_principals() {
     };
     let cedar = import(&yaml, &options).unwrap().cedar;
     let config = serde_json::json!({"policies": cedar, "require_peer_identity": false});
-    let e = PolicyEngine::from_config(config.to_string().as_bytes()).unwrap();
+    let e = engines(&config);
     let at = |p: &str| allowed(&e, &req(Some(p), "GET", "h", "/"));
     for p in [
         "new-td/ns/a/sa/b",
@@ -847,10 +851,10 @@ fn dry_run_policies_become_a_dry_run_configuration() {
     let config = imported.engine_config();
     assert_eq!(config["mode"], "dry_run");
     assert_eq!(config["require_peer_identity"], false);
-    let e = PolicyEngine::from_config(config.to_string().as_bytes()).unwrap();
+    let e = engines(&config);
     let d = e.decide(&req(Some(PRODUCTPAGE), "GET", "h", "/"));
     assert!(!d.allowed, "the engine decides; the filter reports it");
-    assert_eq!(e.mode(), meshward_policy::Mode::DryRun);
+    assert_eq!(e.evaluator.mode(), meshward_policy::Mode::DryRun);
     let both = format!(
         "{dry}---\n{}",
         policy("  action: DENY\n  rules: [{to: [{operation: {paths: [\"/x\"]}}]}]\n")
@@ -871,7 +875,7 @@ fn plaintext_peers_are_evaluated_as_in_permissive_mode() {
         &ImportOptions::default(),
     )
     .unwrap();
-    let e = PolicyEngine::from_config(imported.engine_config().to_string().as_bytes()).unwrap();
+    let e = engines(&imported.engine_config());
     assert!(allowed(&e, &req(None, "GET", "h", "/public")));
     assert!(!allowed(&e, &req(None, "GET", "h", "/private")));
 }
