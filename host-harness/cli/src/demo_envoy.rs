@@ -210,8 +210,41 @@ async fn admin_get(addr: std::net::SocketAddr, path: &str) -> Result<String, Str
     if !head.starts_with("HTTP/1.1 200") {
         return Err(head.lines().next().unwrap_or_default().to_owned());
     }
-    // Envoy's admin answers small bodies unchunked with connection: close.
-    Ok(body.to_owned())
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
+    if chunked {
+        dechunk(body).ok_or_else(|| "a malformed chunked answer".to_owned())
+    } else {
+        Ok(body.to_owned())
+    }
+}
+
+/// The body of a chunked HTTP/1.1 answer (Envoy's admin chunks even small
+/// ones); `None` if the framing is broken.
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunked_admin_answers_are_decoded() {
+        assert_eq!(
+            super::dechunk("5\r\nLIVE\n\r\n0\r\n\r\n").as_deref(),
+            Some("LIVE\n")
+        );
+        assert_eq!(super::dechunk("9\r\nLIVE\r\n"), None);
+    }
 }
 
 async fn listener(admin: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {

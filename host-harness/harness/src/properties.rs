@@ -204,8 +204,11 @@ impl Properties {
     ///
     /// The values follow what Envoy 1.40 returned on an mTLS listener (which
     /// has no `connection.peer_certificate_validated`); the
-    /// ones that vary per connection (addresses, connection id) are fixed so
-    /// tests are repeatable.
+    /// ones that vary per connection (addresses) are fixed so tests are
+    /// repeatable. The connection id is derived from the peer: the same
+    /// peer is the same connection, another peer another connection, as in
+    /// Envoy, where a peer certificate belongs to exactly one connection (a
+    /// filter may keep per-connection facts under `connection.id`).
     pub fn istio_inbound_mtls(peer_spiffe_id: &str, peer_certificate_pem: &str) -> Self {
         let mut p = Self::new();
         p.set("connection.mtls", true)
@@ -213,7 +216,10 @@ impl Properties {
             .set("connection.uri_san_peer_certificate", peer_spiffe_id)
             .set("connection.peer_certificate", peer_certificate_pem)
             .set("connection.tls_version", "TLSv1.3")
-            .set("connection.id", 7_u64)
+            .set(
+                "connection.id",
+                connection_id_for(peer_spiffe_id, peer_certificate_pem),
+            )
             .set(
                 "connection.requested_server_name",
                 "outbound_.8080_._.app.default.svc.cluster.local",
@@ -302,4 +308,19 @@ mod tests {
         assert_eq!(p.lookup(b"meshward\0claims"), None);
         assert_eq!(p.lookup(b"meshward.claims"), None);
     }
+}
+
+/// A stable connection id for a peer (FNV-1a over its ID and certificate):
+/// repeatable across runs, different for different peers.
+fn connection_id_for(peer_spiffe_id: &str, peer_certificate_pem: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in peer_spiffe_id
+        .bytes()
+        .chain([0])
+        .chain(peer_certificate_pem.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
