@@ -146,8 +146,8 @@ fn a_trap_while_configuring_fails_the_plugin_in_the_harness() {
         .load_file(filter_wasm("meshward-fault-filter"))
         .unwrap()
         .start(PluginConfig::new().configuration("trap-on-configure"))
-        .err()
-        .expect("a plugin whose configure traps must not start");
+        .map(|_| ())
+        .expect_err("a plugin whose configure traps must not start");
     assert!(matches!(err, Error::Failed(_)), "{err}");
 }
 
@@ -275,6 +275,9 @@ async fn a_trap_fails_open_only_where_configured_in_envoy() {
     assert_eq!(decided_after - decided, 3 * PROBES.len() as u64);
 }
 
+/// What one load worker saw: each probe with its status or error.
+type Answers = Vec<(Probe, Result<u16, String>)>;
+
 /// Runs `workers` clients sending the probes in turn until `stop`, each
 /// request on a new connection; returns every (probe, result) in order per
 /// worker.
@@ -283,7 +286,7 @@ fn load(
     workers: usize,
     stop: &Arc<AtomicBool>,
     max: usize,
-) -> Vec<tokio::task::JoinHandle<Vec<(Probe, Result<u16, String>)>>> {
+) -> Vec<tokio::task::JoinHandle<Answers>> {
     (0..workers)
         .map(|w| {
             let rig = rig.clone();

@@ -67,8 +67,12 @@ pub(crate) fn authz_config(a: &Authoring) -> Result<String, String> {
         PeerFrom::IdentityFilter => "identity_filter",
     };
     let authoring = serde_json::json!({ "cedar": engine_config(a), "peer_from": peer_from });
-    meshward_policy_cedar::compile_filter_config(&authoring.to_string())
-        .map_err(|e| format!("the policies are refused: {}", crate::one_line(&e.to_string())))
+    meshward_policy_cedar::compile_filter_config(&authoring.to_string()).map_err(|e| {
+        format!(
+            "the policies are refused: {}",
+            crate::one_line(&e.to_string())
+        )
+    })
 }
 
 #[cfg(test)]

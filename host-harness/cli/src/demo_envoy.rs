@@ -235,6 +235,15 @@ fn dechunk(mut rest: &str) -> Option<String> {
     }
 }
 
+async fn listener(admin: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {
+    let body = admin_get(admin, "/listeners").await?;
+    // `inbound_mtls::127.0.0.1:PORT`
+    body.lines()
+        .find_map(|l| l.strip_prefix("inbound_mtls::"))
+        .and_then(|a| a.trim().parse().ok())
+        .ok_or_else(|| format!("Envoy has no `inbound_mtls` listener: {body}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -245,13 +254,4 @@ mod tests {
         );
         assert_eq!(super::dechunk("9\r\nLIVE\r\n"), None);
     }
-}
-
-async fn listener(admin: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {
-    let body = admin_get(admin, "/listeners").await?;
-    // `inbound_mtls::127.0.0.1:PORT`
-    body.lines()
-        .find_map(|l| l.strip_prefix("inbound_mtls::"))
-        .and_then(|a| a.trim().parse().ok())
-        .ok_or_else(|| format!("Envoy has no `inbound_mtls` listener: {body}"))
 }

@@ -156,11 +156,11 @@ pub(crate) mod engine {
 
     pub(crate) fn explain(a: &Authoring, facts: &RequestFacts) -> Result<Explained, String> {
         let engine = crate::authz_config::engine(a).map_err(|e| {
-                format!(
-                    "the policies are refused: {}",
-                    crate::one_line(&e.to_string())
-                )
-            })?;
+            format!(
+                "the policies are refused: {}",
+                crate::one_line(&e.to_string())
+            )
+        })?;
         let decision = engine.decide(facts);
         Ok(Explained {
             view: view(facts, decision.reason.code() == "no_peer_identity"),

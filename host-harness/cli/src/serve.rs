@@ -123,16 +123,14 @@ struct FileLimits {
 /// The filter would refuse policies that do not validate and say why only
 /// in its log; checking first puts the reason in the one error line.
 fn validate(a: &Authoring, files: &[PathBuf]) -> Result<(), String> {
-    crate::authz_config::engine(a)
-        .map(|_| ())
-        .map_err(|e| {
-            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            format!(
-                "filter `authz`: the policies in {} are refused: {}",
-                names.join(", "),
-                crate::one_line(&e.to_string())
-            )
-        })
+    crate::authz_config::engine(a).map(|_| ()).map_err(|e| {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        format!(
+            "filter `authz`: the policies in {} are refused: {}",
+            names.join(", "),
+            crate::one_line(&e.to_string())
+        )
+    })
 }
 
 fn read(base: &Path, p: &Path) -> Result<String, String> {

@@ -147,7 +147,10 @@ impl Decide for WasmAuthz<'_> {
             .to_owned();
         let logged: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| format!("decision line: {e}"))?;
-        let code = logged["reason"].as_str().unwrap_or_default();
+        let code = logged
+            .get("reason")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
         let reason = [
             Reason::Permitted,
             Reason::Forbidden,
@@ -172,7 +175,11 @@ impl Decide for WasmAuthz<'_> {
                 .filter_map(|s| s.as_str().map(str::to_owned))
                 .collect()
         };
-        let determining = strings(&logged["determining"]);
+        let determining = strings(
+            logged
+                .get("determining")
+                .unwrap_or(&serde_json::Value::Null),
+        );
         self.determined.extend(determining.iter().cloned());
         Ok(Decision {
             allowed: exchange.forwarded(),
@@ -181,7 +188,7 @@ impl Decide for WasmAuthz<'_> {
                 .iter()
                 .map(|s| PolicyId::from(s.as_str()))
                 .collect(),
-            errors: strings(&logged["errors"]),
+            errors: strings(logged.get("errors").unwrap_or(&serde_json::Value::Null)),
         })
     }
 }

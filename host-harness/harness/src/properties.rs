@@ -263,6 +263,21 @@ fn join_dotted(segments: &[&[u8]]) -> Option<String> {
     Some(parts?.join("."))
 }
 
+/// A stable connection id for a peer (FNV-1a over its ID and certificate):
+/// repeatable across runs, different for different peers.
+fn connection_id_for(peer_spiffe_id: &str, peer_certificate_pem: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in peer_spiffe_id
+        .bytes()
+        .chain([0])
+        .chain(peer_certificate_pem.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,19 +323,4 @@ mod tests {
         assert_eq!(p.lookup(b"meshward\0claims"), None);
         assert_eq!(p.lookup(b"meshward.claims"), None);
     }
-}
-
-/// A stable connection id for a peer (FNV-1a over its ID and certificate):
-/// repeatable across runs, different for different peers.
-fn connection_id_for(peer_spiffe_id: &str, peer_certificate_pem: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in peer_spiffe_id
-        .bytes()
-        .chain([0])
-        .chain(peer_certificate_pem.bytes())
-    {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }

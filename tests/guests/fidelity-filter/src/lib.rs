@@ -23,12 +23,15 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { name: String::new() })
-    });
-}}
+// In a private module: the macro's exported entry point has no docs.
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(super::LogLevel::Trace);
+        proxy_wasm::set_root_context(|_| -> Box<dyn super::RootContext> {
+            Box::new(super::Root { name: String::new() })
+        });
+    }}
+}
 
 fn info(message: &str) {
     // Logging cannot fail in a conforming host; nothing to do if it does.
