@@ -83,7 +83,10 @@ fuzz_target!(|data: &[u8]| {
             let cedar = filter.get("cedar").expect("a cedar member").to_string();
             let engine = PolicyEngine::from_config(cedar.as_bytes())
                 .expect("the evaluator refuses the compiler's output");
-            assert!(engine.requires_peer_identity(), "the default is to require a peer");
+            assert!(
+                engine.requires_peer_identity(),
+                "the default is to require a peer"
+            );
             decide_all(&engine);
             for (facts, _) in requests() {
                 let (d, r) = (engine.decide(facts), reference.decide(facts));
