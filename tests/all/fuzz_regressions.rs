@@ -67,9 +67,11 @@ fn authz_differential_kept_and_random_inputs() {
         .unwrap()
         .load_file(filter_wasm("meshward-authz-filter"))
         .unwrap();
+    // The filter's configuration, its Cedar compiled on the host; the
+    // native evaluator loads the very compiled policies the filter gets.
     let config = authz_diff::config(authz_filter_config);
-    let cedar = serde_json::from_str::<serde_json::Value>(&config).unwrap()["cedar"].to_string();
-    let engine = PolicyEngine::from_config(cedar.as_bytes()).unwrap();
+    let compiled = serde_json::from_str::<serde_json::Value>(&config).unwrap()["cedar"].to_string();
+    let engine = PolicyEngine::from_config(compiled.as_bytes()).unwrap();
     let mut plugin = authz_diff::plugin(&filter, &config);
     let inputs = kept("authz_differential");
     assert!(!inputs.is_empty());
