@@ -249,7 +249,14 @@ async fn a_trap_fails_closed_in_envoy() {
             assert_eq!(r, Ok(503), "{p:?} after the trap");
         }
     }
-    assert!(envoy.logs().contains("meshward_fault"), "{}", envoy.logs());
+    // Envoy names the failed callback, not the plugin.
+    assert!(
+        envoy
+            .logs()
+            .contains("proxy_on_request_headers failed: Uncaught RuntimeError"),
+        "{}",
+        envoy.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

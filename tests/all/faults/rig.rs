@@ -147,6 +147,9 @@ impl Rig {
             let statics = yaml["static_resources"].as_mapping_mut().unwrap();
             statics.remove("listeners");
             let lds = self.dir.path().join("lds.yaml").display().to_string();
+            // Envoy takes dynamic listeners only from a named node.
+            yaml["node"] =
+                serde_yaml_ng::from_str("{id: meshward-faults, cluster: meshward-faults}").unwrap();
             yaml["dynamic_resources"] = serde_yaml_ng::from_str(&format!(
                 "lds_config:\n  resource_api_version: V3\n  path_config_source:\n    path: {lds}\n    watched_directory: {{ path: {} }}\n",
                 self.dir.path().display()
