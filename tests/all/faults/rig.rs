@@ -12,7 +12,7 @@ use meshward_certs::SpiffeCa;
 use meshward_envoy::{
     EchoUpstream, Envoy, FilterSpec, Request, Sidecar, Template, send, yaml_quote,
 };
-use meshward_tests::{authz_filter_config, filter_wasm};
+use meshward_tests::{filter_wasm, try_authz_filter_config};
 
 pub(crate) const TRUST_DOMAIN: &str = "example.org";
 pub(crate) const FRONTEND: &str = "spiffe://example.org/ns/web/sa/frontend";
@@ -29,15 +29,23 @@ pub(crate) fn identity_filter(config: serde_json::Value) -> FilterSpec {
     }
 }
 
+/// The authz filter's configuration with `policies` compiled; policies that
+/// do not compile are handed over as Cedar text, which the filter refuses
+/// as it refuses any bad configuration (the faults need a refused one).
+pub(crate) fn authz_config_or_text(policies: &str) -> String {
+    let authoring = serde_json::json!({
+        "cedar": {"policies": policies},
+        "peer_from": "identity_filter",
+    });
+    try_authz_filter_config(&authoring).unwrap_or_else(|_| authoring.to_string())
+}
+
 /// The authorization filter behind the identity filter, with `policies`.
 pub(crate) fn authz_filter(policies: &str) -> FilterSpec {
     FilterSpec {
         wasm: filter_wasm("meshward-authz-filter"),
         root_id: "meshward_authz".to_owned(),
-        plugin_config: authz_filter_config(&serde_json::json!({
-            "cedar": {"policies": policies},
-            "peer_from": "identity_filter",
-        })),
+        plugin_config: authz_config_or_text(policies),
     }
 }
 

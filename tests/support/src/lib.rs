@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-pub use self::authz_config::authz_filter_config;
+pub use self::authz_config::{authz_filter_config, try_authz_filter_config};
 pub use meshward_envoy::workspace_root;
 
 /// The built module of the filter or guest package `package` (e.g.
