@@ -12,8 +12,9 @@ use meshward_policy::{PathOptions, PolicyEngine, RequestFacts};
 /// The policies both sides decide with.
 pub const POLICIES: &str = include_str!("../../../../policies/walkaround.cedar");
 
-/// Where meshward's identity filter hands the peer over.
-const PEER_PROPERTY: &str = "wasm.meshward.peer_id";
+/// Where the identity filter hands the peer over (`meshward_filter_glue::PEER_ID_PROPERTY`;
+/// the fuzz crate does not link the glue).
+const PEER_PROPERTY: &str = "meshward.peer_id";
 
 const PEERS: [Option<&str>; 4] = [
     None,
