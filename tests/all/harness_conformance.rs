@@ -581,7 +581,17 @@ fn runaway_filters_are_stopped() {
         e.failure.unwrap().kind,
         FailureKind::Deadline(Duration::from_millis(200))
     );
-    let e = filter
+    // The memory limit alone, with a deadline no loaded machine reaches
+    // while the filter allocates its way up to it.
+    let host = Host::with_limits(
+        Limits::default()
+            .deadline(Duration::from_secs(60))
+            .memory_bytes(64 << 20),
+    )
+    .unwrap();
+    let e = host
+        .load(wasm_bytes())
+        .unwrap()
         .start(PluginConfig::new())
         .unwrap()
         .send(Request::get("/op/hog"));

@@ -152,12 +152,14 @@ struct Options {
     trust_domain_aliases: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A free port, kept bound in `held` until the caller drops it, so that
+/// the ports picked for one run are all different (a port released at once
+/// can come back from the next bind, and two listeners then collide).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    held.push(listener);
+    port
 }
 
 /// The files' documents: the policy, its RBAC configuration, and optionally
@@ -170,6 +172,8 @@ fn load_cases() -> Vec<Case> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    // Dropped when the cases are built, before any Envoy binds the ports.
+    let mut held = Vec::new();
     files
         .into_iter()
         .map(|file| {
@@ -180,7 +184,7 @@ fn load_cases() -> Vec<Case> {
                 (2..=3).contains(&docs.len()),
                 "{name}: expected the policy, its RBAC configuration and optional options"
             );
-            let (rbac_port, meshward_port) = (free_port(), free_port());
+            let (rbac_port, meshward_port) = (free_port(&mut held), free_port(&mut held));
             let rbac: Value =
                 serde_yaml_ng::from_str(&docs[1].replace("{{PORT}}", &rbac_port.to_string()))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
