@@ -131,11 +131,17 @@ impl Decide for WasmAuthz<'_> {
             let v = std::str::from_utf8(v).map_err(|_| format!("header `{k}` is not text"))?;
             req = req.header(k, v);
         }
+        // The identity filter's hand-over, claims included, in the one
+        // filter-state property the authorization filter reads.
         if let Some(peer) = &facts.peer {
-            req = req.property("meshward.peer_id", peer.as_str());
-        }
-        if let Some(claims) = &facts.jwt_claims {
-            req = req.property("meshward.jwt_claims", claims.to_string());
+            let handover = meshward_filter_glue::Handover {
+                peer: peer.clone(),
+                jwt_claims: match &facts.jwt_claims {
+                    Some(serde_json::Value::Object(claims)) => Some(claims.clone()),
+                    _ => None,
+                },
+            };
+            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, handover.encode());
         }
         let exchange = plugin.send(req);
         let line = plugin
