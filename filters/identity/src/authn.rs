@@ -66,5 +66,5 @@ pub fn authenticate(
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "verify"))]
 mod tests;

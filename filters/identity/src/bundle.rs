@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+#[cfg(feature = "verify")]
+use jsonwebtoken::jwk::EllipticCurve;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::spiffe_id::TrustDomain;
@@ -103,6 +105,10 @@ impl JwtKey {
         alg.family() == self.family && self.alg.is_none_or(|a| a == alg)
     }
 
+    #[cfg_attr(
+        not(feature = "verify"),
+        expect(dead_code, reason = "only signature verification reads the key")
+    )]
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
@@ -414,8 +420,17 @@ struct BundleRepr {
     spiffe_refresh_hint: Option<i64>,
 }
 
+/// Without `verify` no key can be used, so each is skipped with why (and a
+/// JWT check that needs one is refused at configuration).
+#[cfg(not(feature = "verify"))]
+fn check_public_key(params: &AlgorithmParameters) -> Result<(), String> {
+    let _ = params;
+    Err("this build of meshward does not verify signatures (built without `verify`)".to_owned())
+}
+
 /// jsonwebtoken takes key components on trust and fails only when a token
 /// arrives; checking them here turns a broken key into a configuration error.
+#[cfg(feature = "verify")]
 fn check_public_key(params: &AlgorithmParameters) -> Result<(), String> {
     let b64 = |s: &str| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -465,5 +480,5 @@ fn check_unique_kids(keys: &[JwtKey]) -> Result<(), BundleError> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "verify"))]
 mod tests;

@@ -16,12 +16,13 @@
 
 mod authn;
 mod bundle;
+#[cfg(feature = "verify")]
 mod crypto;
 mod jwt;
 mod matcher;
 mod pem;
 mod spiffe_id;
-#[cfg(test)]
+#[cfg(all(test, feature = "verify"))]
 mod testing;
 mod x509_svid;
 mod xfcc;

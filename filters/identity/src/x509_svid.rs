@@ -2,19 +2,25 @@
 //! and 5.2) and, for certificates no TLS stack has verified (the XFCC case),
 //! a chain check against the authorities of a SPIFFE trust bundle.
 
+#[cfg(feature = "verify")]
 use x509_parser::certificate::X509Certificate;
+#[cfg(feature = "verify")]
 use x509_parser::extensions::{GeneralName, ParsedExtension};
+#[cfg(feature = "verify")]
 use x509_parser::oid_registry::{
     OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
     OID_X509_EXT_SUBJECT_ALT_NAME,
 };
+#[cfg(feature = "verify")]
 use x509_parser::prelude::FromDer as _;
 
+#[cfg(feature = "verify")]
 use crate::crypto::{self, SignatureError};
 use crate::pem::{self, PemError};
 use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 
 /// The longest chain walked from a leaf to a bundle authority.
+#[cfg(feature = "verify")]
 const MAX_CHAIN_DEPTH: usize = 8;
 
 /// Why a certificate is not an acceptable X.509-SVID.
@@ -75,6 +81,10 @@ pub enum SvidError {
     /// No path from the certificate to an authority of its trust bundle.
     #[error("the certificate chain does not lead to a trusted authority: {0}")]
     Untrusted(String),
+    /// This build leaves certificate checks out (the crate's `verify`
+    /// feature is off), so no certificate can be accepted.
+    #[error("this build of meshward does not check certificates (built without `verify`)")]
+    NotBuiltIn,
 }
 
 impl SvidError {
@@ -96,6 +106,7 @@ impl SvidError {
             Self::Expired { .. } => "svid_expired",
             Self::NoTrustBundle(_) => "svid_no_trust_bundle",
             Self::Untrusted(_) => "svid_untrusted",
+            Self::NotBuiltIn => "svid_checks_not_built_in",
         }
     }
 }
@@ -113,6 +124,16 @@ pub struct X509Svid {
 
 impl X509Svid {
     /// Checks a DER leaf certificate against the X.509-SVID leaf rules.
+    /// Without the `verify` feature nothing can be checked, and every
+    /// certificate is refused with [`SvidError::NotBuiltIn`].
+    #[cfg(not(feature = "verify"))]
+    pub fn from_der(der: &[u8]) -> Result<Self, SvidError> {
+        let _ = der;
+        Err(SvidError::NotBuiltIn)
+    }
+
+    /// Checks a DER leaf certificate against the X.509-SVID leaf rules.
+    #[cfg(feature = "verify")]
     pub fn from_der(der: &[u8]) -> Result<Self, SvidError> {
         let cert = parse(der)?;
         let id = leaf_id(&cert)?;
@@ -173,6 +194,21 @@ impl X509Svid {
     /// (DER, the X.509 authorities of the trust bundle for the leaf's trust
     /// domain). Every certificate on the path must be inside its validity
     /// window, and every issuer a CA allowed to sign certificates.
+    #[cfg(not(feature = "verify"))]
+    pub fn verify_chain(
+        &self,
+        intermediates: &[Vec<u8>],
+        authorities: &[Vec<u8>],
+        now: i64,
+        skew_secs: u64,
+    ) -> Result<(), SvidError> {
+        let _ = (intermediates, authorities, now, skew_secs);
+        Err(SvidError::NotBuiltIn)
+    }
+
+    /// Checks that the leaf chains, through `intermediates`, to one of
+    /// `authorities` (see the `verify` build's documentation).
+    #[cfg(feature = "verify")]
     pub fn verify_chain(
         &self,
         intermediates: &[Vec<u8>],
@@ -226,6 +262,7 @@ impl X509Svid {
     }
 }
 
+#[cfg(feature = "verify")]
 /// Checks that `issuer` issued `child`. `Err(None)` means it is simply not the
 /// issuer (the names differ); `Err(Some(_))` that it claims to be and fails.
 fn check_issued_by(
@@ -286,10 +323,20 @@ fn check_issued_by(
 }
 
 /// Checks that `der` is one well-formed certificate, for bundle loading.
+#[cfg(feature = "verify")]
 pub(crate) fn check_parses(der: &[u8]) -> Result<(), SvidError> {
     parse(der).map(|_| ())
 }
 
+/// Without `verify`, a bundle's X.509 authorities are kept unread: the only
+/// use of them, XFCC chain verification, is refused at configuration.
+#[cfg(not(feature = "verify"))]
+pub(crate) fn check_parses(der: &[u8]) -> Result<(), SvidError> {
+    let _ = der;
+    Ok(())
+}
+
+#[cfg(feature = "verify")]
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
@@ -300,6 +347,7 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     }
 }
 
+#[cfg(feature = "verify")]
 fn leaf_id(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
     let san = cert
         .subject_alternative_name()
@@ -324,6 +372,7 @@ fn leaf_id(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
     Ok(id)
 }
 
+#[cfg(feature = "verify")]
 fn check_leaf_extensions(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
     let bad = |e: x509_parser::error::X509Error| SvidError::Malformed(e.to_string());
     if cert
@@ -354,6 +403,7 @@ fn check_leaf_extensions(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
     Ok(())
 }
 
+#[cfg(feature = "verify")]
 /// The first critical extension that nothing here enforces. Name constraints
 /// in particular are refused rather than ignored: skipping them would widen
 /// what an intermediate may sign.
@@ -391,5 +441,5 @@ fn check_window(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "verify"))]
 mod tests;

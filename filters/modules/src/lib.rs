@@ -68,9 +68,21 @@ pub const IDENTITY_IN_AUTHZ: Module = Module {
     bytes: AUTHZ.bytes,
 };
 
+/// The mTLS-only build of the authorization module (`meshward_mtls.wasm`),
+/// under the chain's root id: the same filters without in-filter
+/// certificate and token verification (see `meshward-mtls-filter`).
+pub const MTLS_CHAIN: Module = Module {
+    package: "meshward-mtls-filter",
+    root_id: "meshward",
+    bytes: include_bytes!(concat!(
+        env!("MESHWARD_WASM_DIR"),
+        "/meshward_mtls_filter.wasm"
+    )),
+};
+
 /// Every shipped module, once each (by package); [`CHAIN`] and
 /// [`IDENTITY_IN_AUTHZ`] are other root ids of [`AUTHZ`]'s module.
-pub const ALL: &[Module] = &[IDENTITY, AUTHZ];
+pub const ALL: &[Module] = &[IDENTITY, AUTHZ, MTLS_CHAIN];
 
 /// The folder the modules were built into.
 pub fn dir() -> &'static Path {

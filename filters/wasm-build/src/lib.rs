@@ -15,7 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The filters meshward ships, handed out by `meshward-filter-modules`.
-pub const FILTERS: &[&str] = &["meshward-identity-filter", "meshward-authz-filter"];
+pub const FILTERS: &[&str] = &[
+    "meshward-identity-filter",
+    "meshward-authz-filter",
+    "meshward-mtls-filter",
+];
+
+/// Packages built with fewer features of a shared crate than the others:
+/// cargo unifies features within one build, so each of these is built in a
+/// cargo run of its own.
+pub const ALONE: &[&str] = &["meshward-mtls-filter"];
 
 /// The guest modules only tests and benches load (the conformance filter, and
 /// the trivial filter the Envoy load bench compares against), handed out by
@@ -105,6 +114,19 @@ pub enum Output {
 /// Builds `packages` of the workspace at `root` and returns the folder that
 /// holds their modules, each checked to exist.
 pub fn build(root: &Path, packages: &[&str], output: Output) -> Result<PathBuf, BuildError> {
+    let (alone, together): (Vec<&str>, Vec<&str>) =
+        packages.iter().copied().partition(|p| ALONE.contains(p));
+    if !together.is_empty() {
+        build_one(root, &together, output)?;
+    }
+    for p in alone {
+        build_one(root, &[p], output)?;
+    }
+    Ok(module_dir(root))
+}
+
+/// One cargo run for `packages`, their modules checked to exist.
+fn build_one(root: &Path, packages: &[&str], output: Output) -> Result<(), BuildError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(root)
@@ -173,7 +195,7 @@ pub fn build(root: &Path, packages: &[&str], output: Output) -> Result<PathBuf, 
             return Err(BuildError::Missing(file));
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// For a build script: builds `packages`, tells cargo to rebuild when any of

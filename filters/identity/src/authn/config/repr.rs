@@ -165,6 +165,11 @@ impl TryFrom<AuthnConfigRepr> for AuthnConfig {
 
     fn try_from(r: AuthnConfigRepr) -> Result<Self, Self::Error> {
         // `forward` was checked when it was read.
+        if !cfg!(feature = "verify")
+            && let Some(what) = r.needs_verification()
+        {
+            return Err(AuthnConfigError::NotBuiltIn(what));
+        }
         if r.allowed_trust_domains.is_empty() {
             return Err(AuthnConfigError::NoTrustDomains);
         }
@@ -236,6 +241,25 @@ impl TryFrom<AuthnConfigRepr> for AuthnConfig {
             forward: r.forward,
             warnings,
         })
+    }
+}
+
+impl AuthnConfigRepr {
+    /// The first part of the configuration that only a build with the
+    /// `verify` feature can honour.
+    fn needs_verification(&self) -> Option<&'static str> {
+        match &self.source {
+            PeerSourceRepr::MtlsWith(m) if m.validate_certificate => {
+                return Some("source.mtls.validate_certificate");
+            }
+            PeerSourceRepr::Xfcc(x) if x.verify_chain => return Some("source.xfcc.verify_chain"),
+            PeerSourceRepr::Xfcc(x) if x.require_cert => return Some("source.xfcc.require_cert"),
+            _ => {}
+        }
+        if self.jwt.is_some() {
+            return Some("jwt");
+        }
+        self.jwt_svid.as_ref().map(|_| "jwt_svid")
     }
 }
 
