@@ -273,6 +273,9 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
     trivial = wasm_dir / "meshward_bench_trivial_filter.wasm"
     identity = wasm_dir / "meshward_identity_filter.wasm"
     authz = wasm_dir / "meshward_authz_filter.wasm"
+    # The same filters without in-filter certificate and token checks
+    # (`meshward-mtls-filter`): what a mesh whose peers Envoy verifies needs.
+    mtls = wasm_dir / "meshward_mtls_filter.wasm"
 
     def idf():
         return wasm_filter(identity, "meshward_identity", IDENTITY_CONFIG)
@@ -372,6 +375,10 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
         Variant("chain-10", "identity + authz in one context (root id `meshward`), 10 policies", chain(10),
                 [authz], True),
         Variant("chain-1000", "identity + authz in one context, 1,000 policies", chain(1000), [authz], True),
+        Variant("mtls-10", "identity + authz in one context, mTLS-only module, 10 policies", chain(10, mtls),
+                [mtls], True),
+        Variant("mtls-1000", "identity + authz in one context, mTLS-only module, 1,000 policies",
+                chain(1000, mtls), [mtls], True),
     ] + extra
 
 
@@ -717,7 +724,8 @@ def med(xs):
 
 # The variants issue 10's targets are read on (both filters, 10 policies),
 # and the 1,000-policy variant each scales to.
-HEADLINE = (("both-10", "both-1000"), ("both-10-shared", None), ("chain-10", "chain-1000"))
+HEADLINE = (("both-10", "both-1000"), ("both-10-shared", None), ("chain-10", "chain-1000"),
+            ("mtls-10", "mtls-1000"))
 
 
 def targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:

@@ -25,6 +25,7 @@ mod identity_e2e;
 mod istio;
 mod istio_rbac;
 mod layering;
+mod mtls_module;
 mod policy_suites;
 mod soak;
 mod wasm_imports;

@@ -68,7 +68,7 @@ pub const IDENTITY_IN_AUTHZ: Module = Module {
     bytes: AUTHZ.bytes,
 };
 
-/// The mTLS-only build of the authorization module (`meshward_mtls.wasm`),
+/// The mTLS-only build of the authorization module (`meshward_mtls_filter.wasm`),
 /// under the chain's root id: the same filters without in-filter
 /// certificate and token verification (see `meshward-mtls-filter`).
 pub const MTLS_CHAIN: Module = Module {

@@ -1,4 +1,4 @@
-//! `meshward_mtls.wasm`: the authorization module (`meshward-authz-filter`,
+//! `meshward_mtls_filter.wasm`: the authorization module (`meshward-authz-filter`,
 //! root ids `meshward`, `meshward_authz` and `meshward_identity`) built
 //! without the identity crate's `verify` feature.
 //!

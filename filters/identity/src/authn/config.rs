@@ -262,7 +262,7 @@ pub enum AuthnConfigError {
     #[error("`max_token_bytes` must be at least 1")]
     ZeroMaxTokenBytes,
     /// A check this build leaves out (the `verify` feature is off: the
-    /// `meshward_mtls.wasm` module).
+    /// `meshward_mtls_filter.wasm` module).
     #[error(
         "`{0}` needs certificate or token verification, which this build of meshward leaves out (the mTLS-only module): use the full module"
     )]
