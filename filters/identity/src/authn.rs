@@ -66,5 +66,6 @@ pub fn authenticate(
     })
 }
 
-#[cfg(all(test, feature = "verify"))]
+#[cfg(test)]
+#[cfg(feature = "verify")]
 mod tests;

@@ -480,5 +480,6 @@ fn check_unique_kids(keys: &[JwtKey]) -> Result<(), BundleError> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "verify"))]
+#[cfg(test)]
+#[cfg(feature = "verify")]
 mod tests;

@@ -497,5 +497,6 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, JwtError>
     }
 }
 
-#[cfg(all(test, feature = "verify"))]
+#[cfg(test)]
+#[cfg(feature = "verify")]
 mod tests;

@@ -22,7 +22,8 @@ mod jwt;
 mod matcher;
 mod pem;
 mod spiffe_id;
-#[cfg(all(test, feature = "verify"))]
+#[cfg(test)]
+#[cfg(feature = "verify")]
 mod testing;
 mod x509_svid;
 mod xfcc;

@@ -441,5 +441,6 @@ fn check_window(
     Ok(())
 }
 
-#[cfg(all(test, feature = "verify"))]
+#[cfg(test)]
+#[cfg(feature = "verify")]
 mod tests;
