@@ -46,19 +46,23 @@ pub(crate) enum ChainConfigError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Repr {
-    identity: serde_json::Value,
-    authz: serde_json::Value,
+struct Repr<'a> {
+    #[serde(borrow)]
+    identity: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    authz: &'a serde_json::value::RawValue,
 }
 
 impl ChainConfig {
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, ChainConfigError> {
-        let repr: Repr = serde_json::from_slice(bytes)?;
+        let repr: Repr<'_> = serde_json::from_slice(bytes)?;
         // Each part goes through its filter's own parser, so a part means
-        // exactly what it means to that filter alone.
+        // exactly what it means to that filter alone. The parts are handed
+        // on as the text they are, never as a tree printed again: the linear
+        // memory a VM grows to while configuring stays resident.
         Ok(Self {
-            identity: AuthnConfig::from_json(repr.identity.to_string().as_bytes())?,
-            authz: FilterConfig::from_json(repr.authz.to_string().as_bytes())?,
+            identity: AuthnConfig::from_json(repr.identity.get().as_bytes())?,
+            authz: FilterConfig::from_json(repr.authz.get().as_bytes())?,
         })
     }
 }

@@ -87,7 +87,7 @@ struct Repr {
     /// The compiled policies (`meshward compile`), passed verbatim to
     /// `PolicyEngine::from_config`; Cedar text is refused with a message
     /// saying to compile it.
-    cedar: serde_json::Value,
+    cedar: Box<serde_json::value::RawValue>,
     #[serde(default)]
     peer_from: PeerFrom,
     /// The headers that carry the verified identity to the application
@@ -142,7 +142,7 @@ impl FilterConfig {
             return Err(FilterConfigError::Status(repr.deny.status));
         }
         repr.identity_headers.check()?;
-        let engine = PolicyEngine::from_config(repr.cedar.to_string().as_bytes())?;
+        let engine = PolicyEngine::from_config(repr.cedar.get().as_bytes())?;
         Ok(Self {
             engine,
             peer_from: repr.peer_from,

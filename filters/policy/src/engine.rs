@@ -243,16 +243,24 @@ impl PolicyEngine {
     /// [`CompiledConfig`]; `meshward compile` makes it). A configuration
     /// with Cedar text is refused with [`ConfigError::NotCompiled`].
     pub fn from_config(json: &[u8]) -> Result<Self, ConfigError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| ConfigError::Json(e.to_string()))?;
-        if value
-            .get("policies")
-            .is_some_and(serde_json::Value::is_string)
-        {
-            return Err(ConfigError::NotCompiled);
-        }
-        let config: CompiledConfig =
-            serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
+        // Straight from the text: a JSON tree of the whole set first would
+        // double what configuring costs at its peak, and a VM's linear
+        // memory keeps its peak.
+        let config: CompiledConfig = match serde_json::from_slice(json) {
+            Ok(config) => config,
+            Err(e) => {
+                /// Cedar text where compiled policies belong.
+                #[derive(serde::Deserialize)]
+                struct Text {
+                    #[expect(dead_code, reason = "only its type is checked")]
+                    policies: String,
+                }
+                if serde_json::from_slice::<Text>(json).is_ok() {
+                    return Err(ConfigError::NotCompiled);
+                }
+                return Err(ConfigError::Json(e.to_string()));
+            }
+        };
         Self::from_compiled(&config)
     }
 
