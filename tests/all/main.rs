@@ -27,6 +27,7 @@ mod istio_rbac;
 mod layering;
 mod policy_suites;
 mod soak;
+mod suites_three_ways;
 mod wasm_imports;
 
 /// An authz filter configuration with its Cedar text compiled, as
