@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use meshward_envoy::workspace_root;
 use meshward_cli::CompiledAuthz;
+use meshward_envoy::workspace_root;
 use meshward_harness::Host;
 use meshward_policy::{Decide, Suite, run_suite};
 use meshward_tests::filter_wasm;

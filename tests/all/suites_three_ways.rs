@@ -46,7 +46,12 @@ struct Seen {
 
 impl std::fmt::Display for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.reason.as_deref().unwrap_or("-"))
+        write!(
+            f,
+            "{} {}",
+            self.status,
+            self.reason.as_deref().unwrap_or("-")
+        )
     }
 }
 
@@ -66,7 +71,11 @@ const KNOWN: &[(&str, &str, [&str; 3], &str)] = &[
     (
         "frontend-backend",
         "an unauthenticated request elsewhere",
-        ["403 no_permit", "403 no_peer_identity", "403 no_peer_identity"],
+        [
+            "403 no_permit",
+            "403 no_peer_identity",
+            "403 no_peer_identity",
+        ],
         "the identity filter refuses a request without a peer first",
     ),
     // `/x#/../admin`: hyper's URI parser drops the fragment, so the data
@@ -134,7 +143,11 @@ fn suites() -> Vec<(String, SuiteFile)> {
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(found.len() >= 4, "the policy library's suites in {}", dir.display());
+    assert!(
+        found.len() >= 4,
+        "the policy library's suites in {}",
+        dir.display()
+    );
     found
 }
 
@@ -158,7 +171,10 @@ impl Issuer {
     /// A token with the case's claims, valid for an hour.
     fn sign(&self, claims: &serde_json::Value) -> String {
         let mut claims = claims.clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         claims["exp"] = (now + 3600).into();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some("suites".to_owned());

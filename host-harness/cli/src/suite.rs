@@ -91,7 +91,8 @@ impl SuiteFile {
             .iter()
             .map(|id| id.as_str().to_owned())
             .collect();
-        let authz_config = authz_config(&authoring).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let authz_config =
+            authz_config(&authoring).map_err(|e| format!("`{}`: {e}", path.display()))?;
         Ok(Self {
             suite,
             policies,

@@ -323,7 +323,8 @@ fn explain_shows_what_the_engine_decided_on_for_every_suite_case() {
                     .collect();
                 printed.sort();
                 assert_eq!(
-                    determining, printed,
+                    determining,
+                    printed,
                     "{}: `{name}`: determining policies\n{shown:#}",
                     path.display()
                 );

@@ -96,17 +96,15 @@ impl Req<'_> {
                 }
             }
         }
-        let parents = |list: &[Uid]| -> Vec<Value> {
-            list.iter().map(|u| uid(&u.ty, &u.id)).collect()
-        };
+        let parents =
+            |list: &[Uid]| -> Vec<Value> { list.iter().map(|u| uid(&u.ty, &u.id)).collect() };
         let mut entities = vec![
             json!({"uid": uid(WORKLOAD, principal.id), "attrs": self.attrs_of(principal, &PRINCIPAL_ATTRS), "parents": parents(&self.parents)}),
             json!({"uid": uid(ACTION, action.id), "attrs": {}, "parents": parents(self.action_ancestors)}),
             json!({"uid": uid(HOST, resource.id), "attrs": self.attrs_of(resource, &["name"]), "parents": []}),
         ];
-        let names = |t: &crate::view::Tagged| -> Vec<String> {
-            t.iter().map(|(k, _)| k.clone()).collect()
-        };
+        let names =
+            |t: &crate::view::Tagged| -> Vec<String> { t.iter().map(|(k, _)| k.clone()).collect() };
         let header_names = names(&self.headers);
         let param_names = names(&self.params);
         for (ty, kind, list) in [
