@@ -90,10 +90,10 @@ impl Req<'_> {
         let mut context = Map::new();
         for name in CONTEXT {
             let attr = Ctx::of(name);
-            if self.context_has(&attr) {
-                if let Ok(v) = self.context(&attr) {
-                    context.insert(name.to_owned(), val(&v));
-                }
+            if self.context_has(&attr)
+                && let Ok(v) = self.context(&attr)
+            {
+                context.insert(name.to_owned(), val(&v));
             }
         }
         let parents =
