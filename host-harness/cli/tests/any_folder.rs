@@ -97,7 +97,12 @@ permit (principal == Mesh::Workload::"spiffe://example.org/ns/web/sa/frontend", 
         assert!(!text.contains("panicked"), "{text}");
         text
     };
-    run(&["certs", "spiffe://example.org/ns/web/sa/frontend"]);
+    run(&[
+        "certs",
+        "--san",
+        "localhost",
+        "spiffe://example.org/ns/web/sa/frontend",
+    ]);
     assert!(work.path().join("meshward-certs/ca.pem").is_file());
     run(&["validate", "p.cedar"]);
     let text = run(&["test", "s.cases.json"]);
