@@ -8,7 +8,7 @@
 //! random run compared with the native engine.
 
 #[path = "adversarial/client.rs"]
-mod client;
+pub(crate) mod client;
 
 use std::sync::OnceLock;
 

@@ -28,6 +28,7 @@ mod layering;
 mod mtls_module;
 mod policy_suites;
 mod soak;
+mod suites_three_ways;
 mod wasm_imports;
 
 /// An authz filter configuration with its Cedar text compiled, as

@@ -1,126 +1,16 @@
 //! Every policy suite in `policies/` through two implementations, the native
-//! engine and the compiled authorization filter in the wasmtime harness,
-//! which must both meet every expectation and agree case by case on the
-//! decision, its reason, the determining policies and the error count.
+//! engine and the compiled authorization filter in the wasmtime harness
+//! (run by `meshward test`'s own runner, [`CompiledAuthz`]), which must both
+//! meet every expectation and agree case by case on the decision, its
+//! reason, the determining policies and the error count.
 
 use std::path::{Path, PathBuf};
 
+use meshward_cli::CompiledAuthz;
 use meshward_envoy::workspace_root;
-use meshward_harness::{Filter, Host, PluginConfig, Request};
-use meshward_policy::{Decide, Decision, PolicyId, Reason, RequestFacts, Suite, run_suite};
+use meshward_harness::Host;
+use meshward_policy::{Decide, Suite, run_suite};
 use meshward_tests::filter_wasm;
-
-/// The authorization filter as Envoy would run it behind meshward's identity
-/// filter: the peer and JWT claims arrive in the identity filter's headers,
-/// connection facts as properties, the decision comes back as a forwarded
-/// request or a local reply plus a decision log line.
-struct WasmAuthz<'a> {
-    filter: &'a Filter,
-    config: String,
-}
-
-impl Decide for WasmAuthz<'_> {
-    fn decide(&mut self, facts: &RequestFacts) -> Result<Decision, String> {
-        let mut plugin = self
-            .filter
-            .start(
-                PluginConfig::new()
-                    .root_id("meshward_authz")
-                    .configuration(self.config.clone())
-                    .time(facts.time),
-            )
-            .map_err(|e| format!("the filter did not start: {e}"))?;
-        let path = if facts.query.is_empty() {
-            facts.path.clone()
-        } else {
-            format!("{}?{}", facts.path, facts.query)
-        };
-        let mut req = Request::new(&facts.method, &path)
-            .set_header(":authority", &facts.host)
-            .property("connection.mtls", facts.mtls)
-            .property("connection.peer_certificate_valid", facts.mtls)
-            .property("destination.port", i64::from(facts.port));
-        if let Some(source) = facts.source {
-            req = req.property("source.address", source.to_string().as_str());
-        }
-        if let Some(sni) = &facts.sni {
-            req = req.property("connection.requested_server_name", sni.as_str());
-        }
-        for (k, v) in facts.headers.iter() {
-            let v = std::str::from_utf8(v).map_err(|_| format!("header `{k}` is not text"))?;
-            req = req.header(k, v);
-        }
-        if let Some(peer) = &facts.peer {
-            let handover = meshward_filter_glue::Handover {
-                peer: peer.clone(),
-                jwt_claims: match &facts.jwt_claims {
-                    Some(serde_json::Value::Object(claims)) => Some(claims.clone()),
-                    _ => None,
-                },
-            };
-            req = req.property(meshward_filter_glue::PEER_ID_PROPERTY, handover.encode());
-        }
-        let exchange = plugin.send(req);
-        let line = plugin
-            .logs()
-            .iter()
-            .rev()
-            .find_map(|l| l.message.strip_prefix("meshward-authz decision "))
-            .ok_or("no decision log line")?
-            .to_owned();
-        let logged: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-        let reason = reason(logged["reason"].as_str().unwrap_or_default())?;
-        // What the client saw must agree with what was logged.
-        if exchange.forwarded() != reason.allows() {
-            return Err(format!(
-                "forwarded={} but logged {line}",
-                exchange.forwarded()
-            ));
-        }
-        if !exchange.forwarded()
-            && exchange.response_header("x-meshward-deny-reason") != Some(reason.code())
-        {
-            return Err(format!(
-                "deny reason header disagrees with the log line {line}"
-            ));
-        }
-        let strings = |v: &serde_json::Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        };
-        Ok(Decision {
-            allowed: exchange.forwarded(),
-            reason,
-            determining: strings(&logged["determining"])
-                .into_iter()
-                .map(policy_id)
-                .collect(),
-            errors: strings(&logged["errors"]),
-        })
-    }
-}
-
-fn reason(code: &str) -> Result<Reason, String> {
-    [
-        Reason::Permitted,
-        Reason::Forbidden,
-        Reason::PolicyError,
-        Reason::NoPermit,
-        Reason::NoPeerIdentity,
-        Reason::BadRequest,
-        Reason::InvalidRequest,
-    ]
-    .into_iter()
-    .find(|r| r.code() == code)
-    .ok_or_else(|| format!("unknown reason `{code}`"))
-}
-
-fn policy_id(id: String) -> PolicyId {
-    PolicyId::from(id.as_str())
-}
 
 fn suites() -> Vec<(PathBuf, Suite, String)> {
     let dir = workspace_root().join("policies");
@@ -167,10 +57,7 @@ fn native_engine_and_compiled_filter_agree_on_every_suite() {
         let filter_config = crate::compiled(format!(
             r#"{{"cedar": {engine_config}, "peer_from": "identity_filter"}}"#
         ));
-        let mut wasm = WasmAuthz {
-            filter: &filter,
-            config: filter_config,
-        };
+        let mut wasm = CompiledAuthz::new(&filter, filter_config);
 
         let failures = run_suite(&mut native, &suite);
         assert!(
@@ -205,12 +92,12 @@ fn the_comparison_sees_a_wrong_decision() {
         .load_file(filter_wasm("meshward-authz-filter"))
         .unwrap();
     let (path, suite, _) = suites().remove(0);
-    let mut wasm = WasmAuthz {
-        filter: &filter,
-        config: crate::compiled(
+    let mut wasm = CompiledAuthz::new(
+        &filter,
+        crate::compiled(
             r#"{"cedar": {"policies": "@id(\"everyone\") permit(principal, action, resource);"}, "peer_from": "identity_filter"}"#,
         ),
-    };
+    );
     assert!(
         !run_suite(&mut wasm, &suite).is_empty(),
         "{} passed with allow-all",

@@ -91,6 +91,20 @@ impl fmt::Display for Reason {
     }
 }
 
+/// A decision with what the policies saw ([`PolicyEngine::explain`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Explanation {
+    /// The decision, as [`PolicyEngine::decide`] makes it.
+    pub decision: Decision,
+    /// `principal`, `action`, `resource`, `context` and `entities` in
+    /// Cedar's JSON formats (entity uids, a context record, an entity
+    /// list), the headers, query parameters and claims among them only
+    /// those the policies read; none when the request was decided before
+    /// any policy (invalid, or no peer where one is required).
+    pub request: Option<serde_json::Value>,
+}
+
 /// The engine's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -351,14 +365,41 @@ impl PolicyEngine {
 
     /// Decides one request, evaluating only the policies its scope can match.
     pub fn decide(&self, facts: &RequestFacts) -> Decision {
-        if let Some(d) = precheck(facts, self.require_peer_identity) {
-            return d;
+        match self.request(facts) {
+            Ok(req) => self.evaluate(&req),
+            Err(decided) => decided,
         }
-        let req = match Req::new(facts, &self.tags, &self.actions) {
-            Ok(r) => r,
-            Err(ReqError::Invalid(e)) => return Decision::invalid(&e),
-            Err(ReqError::Internal(e)) => return Decision::denied(Reason::BadRequest, Some(e)),
-        };
+    }
+
+    /// [`PolicyEngine::decide`], and the request as the policies saw it:
+    /// built from the same view of the request the decision was made on.
+    /// For tools that explain a decision; it costs what building Cedar's
+    /// JSON costs, so the filter never calls it.
+    pub fn explain(&self, facts: &RequestFacts) -> Explanation {
+        match self.request(facts) {
+            Ok(req) => Explanation {
+                decision: self.evaluate(&req),
+                request: Some(req.cedar_json()),
+            },
+            Err(decision) => Explanation {
+                decision,
+                request: None,
+            },
+        }
+    }
+
+    /// The request's view, or the decision made before any policy.
+    fn request<'a>(&'a self, facts: &'a RequestFacts) -> Result<Req<'a>, Decision> {
+        if let Some(d) = precheck(facts, self.require_peer_identity) {
+            return Err(d);
+        }
+        Req::new(facts, &self.tags, &self.actions).map_err(|e| match e {
+            ReqError::Invalid(e) => Decision::invalid(&e),
+            ReqError::Internal(e) => Decision::denied(Reason::BadRequest, Some(e)),
+        })
+    }
+
+    fn evaluate(&self, req: &Req<'_>) -> Decision {
         let mut candidates: Vec<u32> = Vec::new();
         let (pid, pparents) = req.principal_keys();
         let (aid, aparents) = req.action_keys();
@@ -380,7 +421,7 @@ impl PolicyEngine {
             let Some(p) = self.policies.get(i as usize) else {
                 continue;
             };
-            match p.satisfied(&req) {
+            match p.satisfied(req) {
                 Ok(true) if p.forbid => forbids.push(p.id.to_string()),
                 Ok(true) => permits.push(p.id.to_string()),
                 Ok(false) => {}

@@ -47,7 +47,7 @@ pub use self::{
     authority::AuthorityError,
     config::{COMPILED_FORMAT, CompiledConfig, CompiledPolicy, ConfigError, EntityRefJson, Mode},
     diag::{ConfigDiagnostic, SourceLocation, line_column},
-    engine::{Decision, PolicyEngine, PolicyId, Reason, precheck},
+    engine::{Decision, Explanation, PolicyEngine, PolicyId, Reason, precheck},
     facts::{Headers, InvalidRequest, RequestFacts},
     path::{EscapedSlashes, NormalPath, PathError, PathOptions, normalize_path},
 };

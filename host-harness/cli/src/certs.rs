@@ -12,9 +12,14 @@ pub(crate) struct Args {
     /// The SPIFFE IDs to issue SVIDs for.
     #[arg(required = true)]
     ids: Vec<String>,
-    /// Where to write `ca.pem` and `<n>.pem` / `<n>-key.pem` per SVID.
+    /// Where to write `ca.pem` and `svid-<n>.pem` / `svid-<n>-key.pem` per
+    /// SVID (`n` counts the IDs from 0).
     #[arg(long, default_value = "meshward-certs")]
     out: PathBuf,
+    /// A DNS name or IP address for every SVID, besides its SPIFFE ID
+    /// (repeatable): `--san localhost` lets curl verify `meshward serve`.
+    #[arg(long = "san", value_name = "NAME")]
+    sans: Vec<String>,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,7 +32,8 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.trust_domain
     );
     for (n, id) in args.ids.iter().enumerate() {
-        let svid = ca.issue(id, &[])?;
+        let sans: Vec<&str> = args.sans.iter().map(String::as_str).collect();
+        let svid = ca.issue(id, &sans)?;
         let cert = args.out.join(format!("svid-{n}.pem"));
         let key = args.out.join(format!("svid-{n}-key.pem"));
         std::fs::write(&cert, &svid.cert_pem)?;

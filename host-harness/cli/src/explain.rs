@@ -1,5 +1,6 @@
 //! `meshward explain`: one request in; the decision, the policies that
-//! determined it, and the entities and context Cedar evaluated.
+//! determined it, and the entities and context the engine evaluated them
+//! on, as the engine itself reports them.
 
 use std::path::PathBuf;
 
@@ -50,6 +51,10 @@ pub(crate) struct Args {
     /// `host`, `path`, ...) instead of the flags.
     #[arg(long, conflicts_with_all = ["peer", "headers", "source", "jwt", "time"])]
     request: Option<String>,
+    /// Print one JSON object (`decision`, `reason`, `determining`,
+    /// `errors`, `request`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -72,21 +77,24 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let facts = request.to_facts()?;
     let explained = engine::explain(&authoring, &facts)?;
+    let decision = &explained.decision;
+    let ids: Vec<&str> = decision.determining.iter().map(|p| p.as_str()).collect();
+    if args.json {
+        let out = serde_json::json!({
+            "decision": if decision.allowed { "allow" } else { "deny" },
+            "reason": decision.reason.code(),
+            "determining": ids,
+            "errors": decision.errors,
+            "request": explained.request,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     println!(
         "decision: {}  (reason {})",
-        if explained.decision.allowed {
-            "ALLOW"
-        } else {
-            "DENY"
-        },
-        explained.decision.reason.code()
+        if decision.allowed { "ALLOW" } else { "DENY" },
+        decision.reason.code()
     );
-    let ids: Vec<&str> = explained
-        .decision
-        .determining
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
     println!(
         "determining policies: {}",
         if ids.is_empty() {
@@ -95,14 +103,18 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ids.join(", ")
         }
     );
-    for e in &explained.decision.errors {
+    for e in &decision.errors {
         println!("evaluation error: {e}");
     }
-    println!("what Cedar saw:");
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&explained.view).unwrap_or_default()
-    );
+    match &explained.request {
+        Some(request) => {
+            println!(
+                "what the engine evaluated (Cedar JSON; headers, query parameters and claims only where a policy reads them):"
+            );
+            println!("{}", serde_json::to_string_pretty(request)?);
+        }
+        None => println!("no policy was evaluated: the request was decided before any policy"),
+    }
     Ok(())
 }
 
@@ -140,132 +152,21 @@ fn request_json(args: &Args) -> Result<serde_json::Value, String> {
     Ok(r)
 }
 
-/// The engine call behind `explain`, in one place so it can be pointed at
-/// another engine (or a compiled policy form) without touching the command.
+/// The engine call behind `explain`: the decision and the request as the
+/// engine saw it, both from one call on the engine the authorization
+/// filter runs ([`meshward_policy::PolicyEngine::explain`]).
 pub(crate) mod engine {
-    use meshward_policy::{Decision, RequestFacts};
+    use meshward_policy::{Explanation, RequestFacts};
 
     use crate::authz_config::Authoring;
 
-    pub(crate) struct Explained {
-        pub(crate) decision: Decision,
-        /// The principal, action, resource and context, following the
-        /// entity model in `policies/README.md`.
-        pub(crate) view: serde_json::Value,
-    }
-
-    pub(crate) fn explain(a: &Authoring, facts: &RequestFacts) -> Result<Explained, String> {
+    pub(crate) fn explain(a: &Authoring, facts: &RequestFacts) -> Result<Explanation, String> {
         let engine = crate::authz_config::engine(a).map_err(|e| {
             format!(
                 "the policies are refused: {}",
                 crate::one_line(&e.to_string())
             )
         })?;
-        let decision = engine.decide(facts);
-        Ok(Explained {
-            view: view(facts, decision.reason.code() == "no_peer_identity"),
-            decision,
-        })
-    }
-
-    /// The entities and context as the engine builds them from `facts`.
-    /// The engine does not hand its Cedar request out, so this follows the
-    /// documented model; tests check it against decisions that depend on
-    /// each part.
-    fn view(facts: &RequestFacts, before_policies: bool) -> serde_json::Value {
-        use serde_json::json;
-        if let Some(invalid) = facts.invalid() {
-            return json!({"not evaluated": format!("the request is invalid: {invalid}")});
-        }
-        if before_policies {
-            return json!({"not evaluated": "no peer identity, and one is required"});
-        }
-        let principal = match &facts.peer {
-            Some(id) => {
-                let mut attrs = json!({
-                    "spiffe_id": id.as_str(),
-                    "trust_domain": id.trust_domain_name(),
-                    "path": id.path(),
-                    "authenticated": true,
-                });
-                let mut parents =
-                    vec![format!("Mesh::TrustDomain::\"{}\"", id.trust_domain_name())];
-                if let (Some(ns), Some(sa), Some(map)) =
-                    (id.namespace(), id.service_account(), attrs.as_object_mut())
-                {
-                    map.insert("namespace".into(), ns.into());
-                    map.insert("service_account".into(), sa.into());
-                    parents.push(format!("Mesh::Namespace::\"{ns}\""));
-                    parents.push(format!("Mesh::ServiceAccount::\"{ns}/{sa}\""));
-                }
-                json!({"uid": format!("Mesh::Workload::\"{}\"", id.as_str()), "attrs": attrs, "parents": parents})
-            }
-            None => {
-                json!({"uid": "Mesh::Workload::\"anonymous\"", "attrs": {"authenticated": false}, "parents": []})
-            }
-        };
-        let m = facts.method.as_str();
-        let known = [
-            "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE",
-        ];
-        let action = if known.contains(&m) { m } else { "OTHER" };
-        let group = match action {
-            "GET" | "HEAD" | "OPTIONS" => vec!["Mesh::Action::\"read\""],
-            "TRACE" => vec![],
-            _ => vec!["Mesh::Action::\"write\""],
-        };
-        let host = canonical_host(&facts.host);
-        let headers: serde_json::Map<String, serde_json::Value> = facts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned().into()))
-            .collect();
-        let mut context = json!({
-            "method": facts.method, "host": host, "authority": facts.host,
-            "path": facts.path, "query": facts.query, "port": facts.port,
-            "headers": headers, "mtls": facts.mtls,
-            "time": humantime(facts.time),
-        });
-        if let Some(map) = context.as_object_mut() {
-            if let Some(s) = facts.source {
-                map.insert("source_ip".into(), s.ip().to_string().into());
-                map.insert("source_port".into(), s.port().into());
-            }
-            if let Some(sni) = &facts.sni {
-                map.insert("sni".into(), sni.clone().into());
-            }
-            if let Some(claims) = &facts.jwt_claims {
-                map.insert("user (claims)".into(), claims.clone());
-            }
-        }
-        json!({
-            "principal": principal,
-            "action": {"uid": format!("Mesh::Action::\"{action}\""), "parents": group},
-            "resource": {"uid": format!("Mesh::Host::\"{host}\""), "attrs": {"name": host}},
-            "context": context,
-        })
-    }
-
-    fn canonical_host(authority: &str) -> String {
-        let lower = authority.to_ascii_lowercase();
-        let host = if lower.starts_with('[') {
-            lower
-                .split_once(']')
-                .map_or(lower.clone(), |(h, _)| format!("{h}]"))
-        } else {
-            lower
-                .rsplit_once(':')
-                .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-                .map_or(lower.clone(), |(h, _)| h.to_owned())
-        };
-        host.trim_end_matches('.').to_owned()
-    }
-
-    fn humantime(t: std::time::SystemTime) -> String {
-        let secs = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("{secs} s after the Unix epoch")
+        Ok(engine.explain(facts))
     }
 }

@@ -171,17 +171,36 @@ fn explain_shows_decision_policies_and_what_cedar_saw() {
         "{}",
         run.text
     );
-    assert!(
-        run.text.contains("Mesh::Namespace::\\\"web\\\""),
-        "{}",
-        run.text
+    // The text form prints the same Cedar JSON.
+    assert!(run.text.contains("\"Mesh::Namespace\""), "{}", run.text);
+    let json = explain_json(
+        dir.path(),
+        &[
+            "p.cedar",
+            "--peer",
+            peer,
+            "--path",
+            "/api/x",
+            "--host",
+            "Shop.example:8080",
+        ],
     );
-    assert!(
-        run.text.contains("Mesh::Host::\\\"shop.example\\\""),
-        "{}",
-        run.text
+    let request = &json["request"];
+    assert_eq!(
+        request["resource"],
+        serde_json::json!({"type": "Mesh::Host", "id": "shop.example"})
     );
-    assert!(run.text.contains("\"x-a\": \"1\""), "{}", run.text);
+    assert_eq!(request["context"]["authority_port"], 8080);
+    assert_eq!(request["context"]["path"], "/api/x");
+    let principal = &request["entities"][0];
+    assert_eq!(principal["attrs"]["namespace"], "web");
+    assert!(
+        principal["parents"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"type": "Mesh::Namespace", "id": "web"})),
+        "{principal}"
+    );
     let run = meshward(
         dir.path(),
         &["explain", "p.cedar", "--peer", peer, "--path", "/admin"],
@@ -205,6 +224,115 @@ fn explain_shows_decision_policies_and_what_cedar_saw() {
         ],
     );
     assert!(run.text.contains("ALLOW"), "{}", run.text);
+}
+
+fn explain_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["explain", "--json"];
+    all.extend_from_slice(args);
+    let run = meshward(dir, &all);
+    assert!(run.ok, "{}", run.text);
+    let start = run.text.find('{').unwrap();
+    let end = run.text.rfind('}').unwrap();
+    serde_json::from_str(&run.text[start..=end]).unwrap()
+}
+
+/// Cedar's own decision on the request `explain` printed: it must be the
+/// decision `explain` printed. What `explain` shows is then what the
+/// engine decided on, and complete enough to decide it again.
+fn cedar_decides(policies: &str, request: &serde_json::Value) -> (bool, Vec<String>, usize) {
+    use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request};
+    let set: PolicySet = policies.parse().unwrap();
+    let entities = Entities::from_json_value(request["entities"].clone(), None).unwrap();
+    let context = Context::from_json_value(request["context"].clone(), None).unwrap();
+    let uid = |v: &serde_json::Value| EntityUid::from_json(v.clone()).unwrap();
+    let req = Request::new(
+        uid(&request["principal"]),
+        uid(&request["action"]),
+        uid(&request["resource"]),
+        context,
+        None,
+    )
+    .unwrap();
+    let response = Authorizer::new().is_authorized(&req, &set, &entities);
+    let mut determining: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| {
+            set.policy(id)
+                .and_then(|p| p.annotation("id"))
+                .map_or_else(|| id.to_string(), str::to_owned)
+        })
+        .collect();
+    determining.sort();
+    (
+        response.decision() == Decision::Allow,
+        determining,
+        response.diagnostics().errors().count(),
+    )
+}
+
+#[test]
+fn explain_shows_what_the_engine_decided_on_for_every_suite_case() {
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&library).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".cases.json") {
+            continue;
+        }
+        let suite: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut files = Vec::new();
+        let mut text = Vec::new();
+        for p in suite["policies"].as_array().unwrap() {
+            let name = p.as_str().unwrap();
+            let body = std::fs::read_to_string(library.join(name)).unwrap();
+            std::fs::write(dir.path().join(name), &body).unwrap();
+            files.push(name.to_owned());
+            text.push(body);
+        }
+        let policies = text.join("\n");
+        for case in suite["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let request = case["request"].to_string();
+            let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
+            args.extend(["--request", &request]);
+            if suite["require_peer_identity"] == false {
+                args.push("--allow-anonymous");
+            }
+            let shown = explain_json(dir.path(), &args);
+            let Some(saw) = shown.get("request").filter(|r| !r.is_null()) else {
+                // Decided before any policy: nothing was evaluated.
+                assert_ne!(shown["decision"], "allow", "{name}: {shown}");
+                continue;
+            };
+            let (allowed, determining, errors) = cedar_decides(&policies, saw);
+            assert_eq!(
+                allowed,
+                shown["decision"] == "allow",
+                "{}: `{name}`: Cedar on what explain showed decides otherwise\n{shown:#}",
+                path.display()
+            );
+            if errors == 0 && shown["errors"].as_array().is_some_and(Vec::is_empty) {
+                let mut printed: Vec<String> = shown["determining"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                printed.sort();
+                assert_eq!(
+                    determining,
+                    printed,
+                    "{}: `{name}`: determining policies\n{shown:#}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "only {checked} cases explained");
 }
 
 #[test]

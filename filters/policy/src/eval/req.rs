@@ -2,6 +2,8 @@
 //! `policies/meshward.cedarschema`, computed from the facts when a policy
 //! first reads them, never built as Cedar values.
 
+mod cedar_json;
+
 use std::cell::OnceCell;
 use std::rc::Rc;
 
