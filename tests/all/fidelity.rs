@@ -1,11 +1,17 @@
-//! The fidelity corpus (issue 13): requests through
-//! `tests/guests/fidelity-filter` recorded from real Envoy 1.40
-//! (`tests/data/fidelity/recorded.yaml`), replayed through the harness with
-//! its Envoy front, compared field by field (see `meshward_scenario::FIELDS`).
+//! The fidelity corpora (issue 13): requests recorded from real Envoy 1.40
+//! and replayed through the harness with its Envoy front, compared field by
+//! field (see `meshward_scenario::FIELDS`), start-up log lines included:
 //!
-//! Re-record with `scripts/record-fidelity` (it runs `record_from_envoy`
-//! below, which needs the Envoy that `scripts/setup` installs). The
-//! recording is kept in the repository so this comparison runs without
+//! - `tests/data/fidelity`: one plugin of `tests/guests/fidelity-filter`
+//!   (Rust SDK);
+//! - `tests/data/fidelity-vm`: plugins of that guest sharing a VM (one
+//!   vm_id and module) beside one with its own VM;
+//! - `tests/data/fidelity-as`: `tests/guests/as-filter`, written with the
+//!   AssemblyScript SDK (`@solo-io/proxy-runtime`).
+//!
+//! Re-record with `scripts/record-fidelity` (it runs the `record_*` tests
+//! below, which need the Envoy that `scripts/setup` installs). The
+//! recordings are kept in the repository so this comparison runs without
 //! Envoy; the exceptions left are listed in `EXCEPTIONS` with their reason.
 
 use std::collections::BTreeMap;
@@ -48,11 +54,36 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[
 
 #[test]
 fn harness_matches_the_envoy_recording() {
-    let path = data().join("recorded.yaml");
-    let scenario = Scenario::load(&path).unwrap();
-    let source = Source::from_scenario(&scenario, &data())
+    let compared = replay("fidelity");
+    assert!(compared > 100, "only {compared} fields compared");
+}
+
+/// Plugins A and B share a VM (one vm_id and module), C has its own:
+/// what the module's globals show per request and the start-up passes
+/// must be Envoy's.
+#[test]
+fn plugins_sharing_a_vm_match_the_envoy_recording() {
+    let compared = replay("fidelity-vm");
+    assert!(compared > 20, "only {compared} fields compared");
+}
+
+/// The module a corpus runs: the AssemblyScript guest (kept built in the
+/// repository, see `scripts/build-as-guest`) or the Rust fidelity guest.
+fn module(corpus: &str) -> PathBuf {
+    if corpus == "fidelity-as" {
+        return meshward_envoy::workspace_root().join("tests/guests/as-filter/as_filter.wasm");
+    }
+    meshward_tests::filter_wasm("meshward-fidelity-filter")
+}
+
+/// Runs `tests/data/<corpus>/recorded.yaml` through the harness and fails
+/// on any difference not in `EXCEPTIONS`; returns the fields compared.
+fn replay(corpus: &str) -> usize {
+    let dir = data().with_file_name(corpus);
+    let scenario = Scenario::load(&dir.join("recorded.yaml")).unwrap();
+    let source = Source::from_scenario(&scenario, &dir)
         .unwrap()
-        .with_wasm(&meshward_tests::filter_wasm("meshward-fidelity-filter"));
+        .with_wasm(&module(corpus));
     let report = meshward_scenario::run(&scenario, &source).unwrap();
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -68,8 +99,9 @@ fn harness_matches_the_envoy_recording() {
             }
         }
     }
-    assert!(compared > 100, "only {compared} fields compared");
+    println!("{corpus}: {compared} fields compared");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    compared
 }
 
 /// Records the corpus from real Envoy into `recorded.yaml`. Run by
@@ -78,9 +110,60 @@ fn harness_matches_the_envoy_recording() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "re-records tests/data/fidelity/recorded.yaml from real Envoy"]
 async fn record_from_envoy() {
-    let cases = data().join("cases.yaml");
+    record("fidelity").await;
+}
+
+/// A filter written with the AssemblyScript SDK (`@solo-io/proxy-runtime`)
+/// behaves in the harness as in Envoy.
+#[test]
+fn assemblyscript_guest_matches_the_envoy_recording() {
+    let compared = replay("fidelity-as");
+    assert!(compared > 20, "only {compared} fields compared");
+}
+
+/// The AssemblyScript guest is kept built in the repository (so the suite
+/// needs no Node); when npm is there, a fresh build from the pinned
+/// package-lock.json must give the same bytes.
+#[test]
+fn assemblyscript_guest_matches_its_source() {
+    let npm = std::process::Command::new("npm").arg("--version").output();
+    if !npm.is_ok_and(|o| o.status.success()) {
+        println!("npm not found: the checked-in as_filter.wasm is not rebuilt");
+        return;
+    }
+    let script = meshward_envoy::workspace_root().join("scripts/build-as-guest");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Records the AssemblyScript corpus (`tests/data/fidelity-as`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "re-records tests/data/fidelity-as/recorded.yaml from real Envoy"]
+async fn record_assemblyscript_from_envoy() {
+    record("fidelity-as").await;
+}
+
+/// Records the shared-VM corpus (`tests/data/fidelity-vm`) from real Envoy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "re-records tests/data/fidelity-vm/recorded.yaml from real Envoy"]
+async fn record_shared_vm_from_envoy() {
+    record("fidelity-vm").await;
+}
+
+async fn record(corpus: &str) {
+    let dir = data().with_file_name(corpus);
+    let cases = dir.join("cases.yaml");
     let mut scenario = Scenario::load(&cases).unwrap();
-    let wasm = meshward_tests::filter_wasm("meshward-fidelity-filter");
+    let wasm = module(corpus);
 
     let script = Arc::new(Mutex::new(Script::default()));
     script.lock().unwrap().callout = scenario
@@ -106,7 +189,7 @@ async fn record_from_envoy() {
         .unwrap()
         .port();
 
-    let template = Template::load(&data().join("envoy.yaml")).unwrap();
+    let template = Template::load(&dir.join("envoy.yaml")).unwrap();
     let values = BTreeMap::from([
         ("WASM", wasm.display().to_string()),
         ("UPSTREAM_PORT", upstream_port.to_string()),
@@ -116,9 +199,14 @@ async fn record_from_envoy() {
     let envoy = Envoy::start(&template.render(&values).unwrap())
         .await
         .unwrap();
-    let listener = envoy.listener("fidelity").await.unwrap();
+    let bootstrap = meshward_scenario::Bootstrap::parse(
+        &std::fs::read_to_string(dir.join("envoy.yaml")).unwrap(),
+    )
+    .unwrap();
+    let first = bootstrap.filters.first().unwrap().listener.clone();
     let startup = wasm_messages(&envoy.logs());
     println!("start-up logs: {startup:?}");
+    println!("{}", envoy.logs());
 
     let default_upstream = scenario.upstream.clone().unwrap_or_default();
     for step in &mut scenario.steps {
@@ -130,6 +218,10 @@ async fn record_from_envoy() {
             s.response = step.upstream.clone().unwrap_or(default_upstream.clone());
             s.received.clear();
         }
+        let listener = envoy
+            .listener(step.listener.as_deref().unwrap_or(&first))
+            .await
+            .unwrap();
         let offset = envoy.logs().len();
         let seen = send(listener, &request).await;
         // on_log and on_done run after the response went out.
@@ -148,23 +240,21 @@ async fn record_from_envoy() {
             upstream_body: received.map(|r| r.body),
         });
     }
+    scenario.startup = Some(startup);
     let mut text = String::from(
         "# Recorded from real Envoy by scripts/record-fidelity from cases.yaml;\n\
          # do not edit by hand. Volatile values are written `*`.\n",
     );
-    text.push_str(&format!(
-        "# Envoy's start-up log lines: {}\n",
-        serde_json::to_string(&startup).unwrap()
-    ));
     text.push_str(&serde_yaml_ng::to_string(&scenario).unwrap());
-    std::fs::write(data().join("recorded.yaml"), text).unwrap();
+    std::fs::write(dir.join("recorded.yaml"), text).unwrap();
 }
 
-/// The messages of Envoy's `wasm log <root_id> <vm_id>: <msg>` lines.
+/// The messages of Envoy's `wasm log <root_id> <vm_id>: <msg>` lines (a
+/// VM's start functions log without root and VM ids).
 fn wasm_messages(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains("][wasm] "))
-        .filter_map(|l| l.split_once("] wasm log ")?.1.split_once(": "))
+        .filter_map(|l| l.split_once("] wasm log")?.1.split_once(": "))
         .map(|(_, message)| message.to_owned())
         .collect()
 }

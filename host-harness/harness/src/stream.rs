@@ -69,6 +69,7 @@ impl<'p> HttpStream<'p> {
         let id = plugin.new_context();
         plugin.stream_state(id);
         let root = plugin.root_id;
+        plugin.bind_context(id, root);
         let created = plugin.call(
             "proxy_on_context_create",
             plugin.exports.on_context_create.clone(),

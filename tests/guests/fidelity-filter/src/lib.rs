@@ -13,11 +13,15 @@
 //!   default 5000), logs the answer, then resumes;
 //! - `rewrite`: replaces the response body with `rewritten`;
 //! - `trap-response-body`: panics (traps) in the first response body call;
-//! - `shared`: writes and reads back shared data.
+//! - `shared`: writes and reads back shared data;
+//! - `globals`: logs the module's global counters (root contexts and
+//!   stream contexts created in this VM), which plugins sharing a VM share.
 //!
 //! The plugin configuration is its name in the logs, so two instances in
-//! one chain can be told apart.
+//! one chain can be told apart. `main` logs `fidelity main`, so every VM
+//! start shows, including those that start no plugin.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -27,11 +31,18 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 mod entry {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(super::LogLevel::Trace);
+        super::info("fidelity main");
         proxy_wasm::set_root_context(|_| -> Box<dyn super::RootContext> {
+            super::ROOTS.fetch_add(1, super::Ordering::Relaxed);
             Box::new(super::Root { name: String::new() })
         });
     }}
 }
+
+/// Root contexts created in this VM: one per plugin sharing it.
+static ROOTS: AtomicU32 = AtomicU32::new(0);
+/// Stream contexts created in this VM, by every plugin sharing it.
+static STREAMS: AtomicU32 = AtomicU32::new(0);
 
 fn info(message: &str) {
     // Logging cannot fail in a conforming host; nothing to do if it does.
@@ -60,6 +71,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        STREAMS.fetch_add(1, Ordering::Relaxed);
         Some(Box::new(Stream {
             name: self.name.clone(),
             ops: Vec::new(),
@@ -176,6 +188,13 @@ impl HttpContext for Stream {
             let header = self.get_http_request_header("x-fid-empty");
             let query = self.get_property(vec!["request", "query"]);
             self.log(&format!("empty header={header:?} query={query:?}"));
+        }
+        if self.has("globals") {
+            self.log(&format!(
+                "globals roots={} streams={}",
+                ROOTS.load(Ordering::Relaxed),
+                STREAMS.load(Ordering::Relaxed)
+            ));
         }
         if self.has("shared") {
             let set = self.set_shared_data("fidelity", Some(b"v1"), None);
