@@ -190,23 +190,24 @@ async fn record(corpus: &str) {
         .port();
 
     let template = Template::load(&dir.join("envoy.yaml")).unwrap();
-    let values = BTreeMap::from([
+    let text = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
+    // Each bootstrap names only the clusters it needs.
+    let values: BTreeMap<_, _> = [
         ("WASM", wasm.display().to_string()),
         ("UPSTREAM_PORT", upstream_port.to_string()),
         ("HANG_PORT", hang_port.to_string()),
         ("NOWHERE_PORT", nowhere_port.to_string()),
-    ]);
+    ]
+    .into_iter()
+    .filter(|(k, _)| text.contains(&format!("{{{{{k}}}}}")))
+    .collect();
     let envoy = Envoy::start(&template.render(&values).unwrap())
         .await
         .unwrap();
-    let bootstrap = meshward_scenario::Bootstrap::parse(
-        &std::fs::read_to_string(dir.join("envoy.yaml")).unwrap(),
-    )
-    .unwrap();
+    let bootstrap = meshward_scenario::Bootstrap::parse(&text).unwrap();
     let first = bootstrap.filters.first().unwrap().listener.clone();
     let startup = wasm_messages(&envoy.logs());
     println!("start-up logs: {startup:?}");
-    println!("{}", envoy.logs());
 
     let default_upstream = scenario.upstream.clone().unwrap_or_default();
     for step in &mut scenario.steps {

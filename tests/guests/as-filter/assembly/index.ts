@@ -23,6 +23,8 @@ class FidelityRoot extends RootContext {
   name: string = "";
 
   onConfigure(configuration_size: u32): bool {
+    // The SDK's own onConfigure reads the plugin configuration.
+    super.onConfigure(configuration_size);
     this.name = this.getConfiguration();
     log(LogLevelValues.info, this.name + " cb on_configure");
     return true;
