@@ -1,12 +1,13 @@
 //! Runs a scenario through the harness and compares what it saw with the
 //! expectations.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use meshward_harness::{
-    End, Exchange, Host, HttpCallReply, HttpCallRequest, LogLevel, LogRecord, Plugin, PluginConfig,
-    Response,
+    End, Exchange, Host, HttpCallReply, HttpCallRequest, HttpStream, LogLevel, LogRecord, Plugin,
+    PluginConfig, Response,
 };
 
 use crate::ScenarioError;
@@ -129,10 +130,9 @@ fn connect_failure() -> Response {
         .body(body)
 }
 
-fn callout_handler(
-    spec: &CalloutSpec,
-) -> Result<impl Fn(&HttpCallRequest) -> HttpCallReply + Send + Sync + 'static, ScenarioError> {
-    let reply = match spec.fail.as_deref() {
+/// What a callout to a cluster scripted by `spec` gets.
+fn callout_reply(spec: &CalloutSpec) -> Result<HttpCallReply, ScenarioError> {
+    Ok(match spec.fail.as_deref() {
         Some("timeout") => HttpCallReply::Timeout,
         Some("reset") => HttpCallReply::Failure,
         Some("connect") => HttpCallReply::Response(connect_failure()),
@@ -149,9 +149,58 @@ fn callout_handler(
                 .header("x-envoy-upstream-service-time", "0");
             HttpCallReply::Response(r.body(body))
         }
-    };
-    Ok(move |_: &HttpCallRequest| reply.clone())
+    })
 }
+
+/// Callouts are held when made and answered once the client's request
+/// (or the upstream's response) has been fed in whole: over a network the
+/// answer comes after the bytes the client wrote with the headers, so
+/// Envoy holds that body for a filter waiting on its callout.
+fn held(_: &HttpCallRequest) -> HttpCallReply {
+    HttpCallReply::Pending
+}
+
+/// How many rounds of callouts one answer may start before the run stops
+/// answering (a filter calling out from every answer would never end).
+const CALLOUT_ROUNDS: usize = 64;
+
+/// Answers the callouts `stream`'s plugin holds with `replies`, round
+/// after round (an answer may start another callout).
+fn answer_stream(stream: &mut HttpStream<'_>, replies: &BTreeMap<String, HttpCallReply>) {
+    for _ in 0..CALLOUT_ROUNDS {
+        let pending = stream.pending_http_calls();
+        if pending.is_empty() {
+            return;
+        }
+        for (token, request) in pending {
+            let reply = replies
+                .get(&request.upstream)
+                .cloned()
+                .unwrap_or(HttpCallReply::Failure);
+            let _ = stream.complete_http_call(token, reply);
+        }
+    }
+}
+
+/// Answers the callouts `plugin` holds outside a stream (ticks).
+fn answer_plugin(plugin: &mut Plugin, replies: &BTreeMap<String, HttpCallReply>) {
+    for _ in 0..CALLOUT_ROUNDS {
+        let pending = plugin.pending_http_calls();
+        if pending.is_empty() {
+            return;
+        }
+        for (token, request) in pending {
+            let reply = replies
+                .get(&request.upstream)
+                .cloned()
+                .unwrap_or(HttpCallReply::Failure);
+            let _ = plugin.complete_http_call(token, reply);
+        }
+    }
+}
+
+/// What makes Envoy share a VM: `vm_id`, VM configuration and module.
+type VmKey = (String, String, Option<String>);
 
 /// The plugins of a run, as Envoy would hold them in its worker: one VM
 /// per vm key (`vm_id`, VM configuration and module), each wasm filter of
@@ -161,6 +210,8 @@ struct Vms {
     /// Per wasm filter, in bootstrap order: its VM, root context id and
     /// listener.
     filters: Vec<(usize, u32, String)>,
+    /// How each callout cluster answers now.
+    replies: BTreeMap<String, HttpCallReply>,
 }
 
 impl Vms {
@@ -173,7 +224,7 @@ impl Vms {
             .filter(|f| !f.is_empty())
             .unwrap_or_else(|| vec![WasmEntry::default()]);
         let pick = |a: &Option<String>, b: &String| a.clone().unwrap_or_else(|| b.clone());
-        let mut groups: Vec<((String, String, Option<String>), Vec<PluginConfig>)> = Vec::new();
+        let mut groups: Vec<(VmKey, Vec<PluginConfig>)> = Vec::new();
         let mut filters = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             // The scenario's plugin settings are the first filter's.
@@ -194,8 +245,8 @@ impl Vms {
                 .log_level(LogLevel::Info)
                 .envoy_startup(scenario.front)
                 .trace(true);
-            for (cluster, spec) in &scenario.callouts {
-                config = config.http_upstream(cluster, callout_handler(spec)?);
+            for cluster in scenario.callouts.keys() {
+                config = config.http_upstream(cluster, held);
             }
             // Envoy shares a VM between plugins with the same vm key.
             let key = (vm_id, vm_configuration, e.filename.clone());
@@ -216,7 +267,15 @@ impl Vms {
             .into_iter()
             .map(|(_, configs)| filter.start_vm(configs))
             .collect::<Result<_, _>>()?;
-        Ok(Self { vms, filters })
+        let mut replies = BTreeMap::new();
+        for (cluster, spec) in &scenario.callouts {
+            replies.insert(cluster.clone(), callout_reply(spec)?);
+        }
+        Ok(Self {
+            vms,
+            filters,
+            replies,
+        })
     }
 
     /// The VM and root context of the filter a request to `listener`
@@ -246,8 +305,10 @@ impl Vms {
         cluster: &str,
         spec: &CalloutSpec,
     ) -> Result<(), ScenarioError> {
+        self.replies
+            .insert(cluster.to_owned(), callout_reply(spec)?);
         for vm in &mut self.vms {
-            vm.set_http_upstream(cluster, callout_handler(spec)?);
+            vm.set_http_upstream(cluster, held);
         }
         Ok(())
     }
@@ -307,12 +368,14 @@ pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError
         if let Some(ms) = step.advance_ms {
             for vm in &mut vms.vms {
                 vm.advance(Duration::from_millis(ms));
+                answer_plugin(vm, &vms.replies);
             }
         }
         let mut seen = match &step.request {
             Some(_) => {
+                let replies = vms.replies.clone();
                 let plugin = vms.pick(step.listener.as_deref())?;
-                send(plugin, scenario, source, step, &default_upstream)
+                send(plugin, scenario, source, step, &default_upstream, &replies)
             }
             None => Outcome::default(),
         };
@@ -372,6 +435,7 @@ fn send(
     source: &Source,
     step: &StepSpec,
     default_upstream: &ResponseSpec,
+    replies: &BTreeMap<String, HttpCallReply>,
 ) -> Outcome {
     let Some(request) = &step.request else {
         return Outcome::default();
@@ -409,6 +473,7 @@ fn send(
             stream.request_trailers(request.trailers.clone());
         }
     }
+    answer_stream(&mut stream, replies);
     let forwarded = stream.request_complete() && direct.is_none();
     if stream.request_complete() {
         let response = match &direct {
@@ -436,6 +501,7 @@ fn send(
         if has_trailers {
             stream.response_trailers(response.trailers.clone());
         }
+        answer_stream(&mut stream, replies);
     }
     let exchange: Exchange = stream.finish();
     observe(scenario.front, &exchange, forwarded, head)
