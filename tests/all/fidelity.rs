@@ -7,7 +7,9 @@
 //! - `tests/data/fidelity-vm`: plugins of that guest sharing a VM (one
 //!   vm_id and module) beside one with its own VM;
 //! - `tests/data/fidelity-as`: `tests/guests/as-filter`, written with the
-//!   AssemblyScript SDK (`@solo-io/proxy-runtime`).
+//!   AssemblyScript SDK (`@solo-io/proxy-runtime`);
+//! - `tests/data/fidelity-tcp`: the Rust guest as a network filter
+//!   (`envoy.filters.network.wasm`) before a TCP proxy to an echo server.
 //!
 //! Re-record with `scripts/record-fidelity` (it runs the `record_*` tests
 //! below, which need the Envoy that `scripts/setup` installs). The
@@ -55,6 +57,7 @@ fn plugins_sharing_a_vm_match_the_envoy_recording() {
 /// The module a corpus runs: the AssemblyScript guest (kept built in the
 /// repository, see `scripts/build-as-guest`) or the Rust fidelity guest.
 fn module(corpus: &str) -> PathBuf {
+    // fidelity-tcp runs the Rust guest too, configured as a network filter.
     if corpus == "fidelity-as" {
         return meshward_envoy::workspace_root().join("tests/guests/as-filter/as_filter.wasm");
     }
@@ -517,4 +520,152 @@ async fn read_message<R: AsyncRead + Unpin>(
         let _ = r.read_to_end(&mut m.body).await;
     }
     Ok(Some(m))
+}
+
+/// What one TCP connection through the network-filter guest showed: the
+/// filter's log lines, what the client and the echo upstream received.
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct TcpRecording {
+    startup: Vec<String>,
+    logs: Vec<String>,
+    client_received: String,
+    upstream_received: String,
+}
+
+/// A TCP connection through the guest as a network filter, replayed in the
+/// harness with the events Envoy's TCP proxy and the echo upstream gave it
+/// (the order is Envoy's, read off the recording): the filter's callbacks,
+/// what it reads and writes in the data buffers, and the bytes each side
+/// received must be Envoy's.
+#[test]
+fn tcp_connection_matches_the_envoy_recording() {
+    use meshward_harness::{Host, LogLevel, Peer, PluginConfig};
+    let dir = data().with_file_name("fidelity-tcp");
+    let text = std::fs::read_to_string(dir.join("recorded.yaml")).unwrap();
+    let recorded: TcpRecording = serde_yaml_ng::from_str(&text).unwrap();
+    let filter = Host::new()
+        .unwrap()
+        .load_file(module("fidelity-tcp"))
+        .unwrap();
+    let mut plugin = filter
+        .start(
+            PluginConfig::new()
+                .name("tcp")
+                .root_id("fidelity")
+                .vm_id("tcp")
+                .configuration("tcp")
+                .log_level(LogLevel::Info)
+                .envoy_startup(true),
+        )
+        .unwrap();
+    let info = |plugin: &mut meshward_harness::Plugin| -> Vec<String> {
+        plugin
+            .take_logs()
+            .into_iter()
+            .filter(|l| l.level >= LogLevel::Info)
+            .map(|l| l.message)
+            .collect()
+    };
+    let startup = info(&mut plugin);
+    let mut conn = plugin.connection();
+    conn.downstream_data(TCP_SENT.as_bytes(), false);
+    // The echo upstream sends back what reached it.
+    let echoed = conn.to_upstream().to_vec();
+    conn.upstream_data(&echoed, false);
+    // The client closes its side; the TCP proxy half-closes the upstream,
+    // and the echo server closes in turn.
+    conn.downstream_data(b"", true);
+    conn.upstream_data(b"", true);
+    conn.upstream_closed(Peer::Unknown);
+    conn.downstream_closed(Peer::Local);
+    let seen_up = String::from_utf8_lossy(conn.to_upstream()).into_owned();
+    let seen_down = String::from_utf8_lossy(conn.to_downstream()).into_owned();
+    conn.finish();
+    let seen = TcpRecording {
+        startup,
+        logs: info(&mut plugin),
+        client_received: seen_down,
+        upstream_received: seen_up,
+    };
+    assert_eq!(seen, recorded);
+}
+
+/// The client's bytes: one write, then a half-close.
+const TCP_SENT: &str = "hello";
+
+/// Records `tests/data/fidelity-tcp/recorded.yaml`: the guest as
+/// `envoy.filters.network.wasm` before a TCP proxy to a local echo server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "re-records tests/data/fidelity-tcp/recorded.yaml from real Envoy"]
+async fn record_tcp_from_envoy() {
+    let dir = data().with_file_name("fidelity-tcp");
+    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+                        break;
+                    };
+                    seen.lock().unwrap().extend_from_slice(chunk);
+                    if s.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let template = Template::load(&dir.join("envoy.yaml")).unwrap();
+    let values = BTreeMap::from([
+        ("WASM", module("fidelity-tcp").display().to_string()),
+        ("ECHO_PORT", echo_port.to_string()),
+    ]);
+    let envoy = Envoy::start(&template.render(&values).unwrap())
+        .await
+        .unwrap();
+    let listener = envoy.listener("tcp").await.unwrap();
+    let startup = wasm_messages(&envoy.logs());
+    let offset = envoy.logs().len();
+    let mut client = TcpStream::connect(listener).await.unwrap();
+    client.write_all(TCP_SENT.as_bytes()).await.unwrap();
+    // The echo comes back before the client closes its side.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(TCP_SENT) {
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    client.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = envoy.logs();
+    let recording = TcpRecording {
+        startup,
+        logs: wasm_messages(logs.get(offset..).unwrap_or_default()),
+        client_received: String::from_utf8_lossy(&got).into_owned(),
+        upstream_received: String::from_utf8_lossy(&received.lock().unwrap()).into_owned(),
+    };
+    println!("{recording:#?}");
+    let mut text = String::from(
+        "# Recorded from real Envoy by scripts/record-fidelity (record_tcp_from_envoy);\n\
+         # do not edit by hand. The client writes `hello`, reads the echo, then\n\
+         # closes its side and reads to the end.\n",
+    );
+    text.push_str(&serde_yaml_ng::to_string(&recording).unwrap());
+    std::fs::write(dir.join("recorded.yaml"), text).unwrap();
 }

@@ -25,9 +25,9 @@ pub(crate) struct Exports {
     pub(crate) on_context_create: F<(i32, i32), ()>,
     on_vm_start: F<(i32, i32), i32>,
     on_configure: F<(i32, i32), i32>,
-    on_done: F<i32, i32>,
-    on_log: F<i32, ()>,
-    on_delete: F<i32, ()>,
+    pub(crate) on_done: F<i32, i32>,
+    pub(crate) on_log: F<i32, ()>,
+    pub(crate) on_delete: F<i32, ()>,
     on_tick: F<i32, ()>,
     on_queue_ready: F<(i32, i32), ()>,
     request: StreamCallbacks,
@@ -37,6 +37,19 @@ pub(crate) struct Exports {
     on_grpc_receive: F<(i32, i32, i32), ()>,
     on_grpc_trailing_metadata: F<(i32, i32, i32), ()>,
     on_grpc_close: F<(i32, i32, i32), ()>,
+    pub(crate) network: NetworkCallbacks,
+}
+
+/// The callbacks of a network (TCP) filter.
+pub(crate) struct NetworkCallbacks {
+    /// `(context)`.
+    pub(crate) on_new_connection: F<i32, i32>,
+    /// `(context, buffered size, end of stream)`.
+    pub(crate) on_downstream_data: F<(i32, i32, i32), i32>,
+    pub(crate) on_upstream_data: F<(i32, i32, i32), i32>,
+    /// `(context, peer type)`.
+    pub(crate) on_downstream_close: F<(i32, i32), ()>,
+    pub(crate) on_upstream_close: F<(i32, i32), ()>,
 }
 
 fn export<P: WasmParams, R: WasmResults>(
@@ -142,6 +155,17 @@ impl Exports {
                 "proxy_on_grpc_receive_trailing_metadata",
             )?,
             on_grpc_close: export(instance, store, "proxy_on_grpc_close")?,
+            network: NetworkCallbacks {
+                on_new_connection: export(instance, store, "proxy_on_new_connection")?,
+                on_downstream_data: export(instance, store, "proxy_on_downstream_data")?,
+                on_upstream_data: export(instance, store, "proxy_on_upstream_data")?,
+                on_downstream_close: export(
+                    instance,
+                    store,
+                    "proxy_on_downstream_connection_close",
+                )?,
+                on_upstream_close: export(instance, store, "proxy_on_upstream_connection_close")?,
+            },
         })
     }
 }
@@ -633,6 +657,13 @@ impl Plugin {
         HttpStream::new(self)
     }
 
+    /// Opens a TCP connection through the plugin as a network filter
+    /// (`envoy.filters.network.wasm`): a new context, then
+    /// `proxy_on_new_connection`.
+    pub fn connection(&mut self) -> crate::network::TcpConnection<'_> {
+        crate::network::TcpConnection::new(self)
+    }
+
     /// Sends `request` through the filter and, if it reaches the upstream,
     /// the upstream's response back; then ends the stream (`proxy_on_log`,
     /// `proxy_on_done`, `proxy_on_delete`).
@@ -862,6 +893,19 @@ impl Plugin {
         let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
         self.store.data_mut().set_access_log(false);
         let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
+        let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
+    }
+
+    /// Ends connection `id` as Envoy 1.40 does for a network filter: its
+    /// destruction first (`proxy_on_done`), then the access log
+    /// (`proxy_on_log`) and `proxy_on_delete` (recorded:
+    /// tests/data/fidelity-tcp).
+    pub(crate) fn end_connection(&mut self, id: u32) {
+        let arg = id as i32;
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
+        self.store.data_mut().set_access_log(true);
+        let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
+        self.store.data_mut().set_access_log(false);
         let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
     }
 

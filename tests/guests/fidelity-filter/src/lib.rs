@@ -18,14 +18,16 @@
 //!   stream contexts created in this VM), which plugins sharing a VM share.
 //!
 //! The plugin configuration is its name in the logs, so two instances in
-//! one chain can be told apart. `main` logs `fidelity main`, so every VM
+//! one chain can be told apart. A configuration starting with `tcp` makes
+//! the plugin a network (TCP) filter instead: it logs its callbacks and the
+//! data, and prefixes each downstream chunk with `[<name>]`. `main` logs `fidelity main`, so every VM
 //! start shows, including those that start no plugin.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, PeerType};
 
 // In a private module: the macro's exported entry point has no docs.
 mod entry {
@@ -79,8 +81,77 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, _id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp {
+            name: self.name.clone(),
+        }))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        if self.name.starts_with("tcp") {
+            Some(ContextType::StreamContext)
+        } else {
+            Some(ContextType::HttpContext)
+        }
+    }
+}
+
+/// A TCP connection through the plugin as a network filter.
+struct Tcp {
+    name: String,
+}
+
+impl Tcp {
+    fn log(&self, message: &str) {
+        info(&format!("{} {message}", self.name));
+    }
+}
+
+impl Context for Tcp {
+    fn on_done(&mut self) -> bool {
+        self.log("cb on_done");
+        true
+    }
+}
+
+impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        self.log("cb on_new_connection");
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_downstream_data(0, size).unwrap_or_default();
+        self.log(&format!(
+            "cb on_downstream_data size={size} eos={eos} data={:?}",
+            String::from_utf8_lossy(&data)
+        ));
+        if size > 0 {
+            let prefix = format!("[{}]", self.name);
+            self.set_downstream_data(0, 0, prefix.as_bytes());
+        }
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, peer: PeerType) {
+        self.log(&format!("cb on_downstream_close peer={peer:?}"));
+    }
+
+    fn on_upstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_upstream_data(0, size).unwrap_or_default();
+        self.log(&format!(
+            "cb on_upstream_data size={size} eos={eos} data={:?}",
+            String::from_utf8_lossy(&data)
+        ));
+        Action::Continue
+    }
+
+    fn on_upstream_close(&mut self, peer: PeerType) {
+        self.log(&format!("cb on_upstream_close peer={peer:?}"));
+    }
+
+    fn on_log(&mut self) {
+        self.log("cb on_log");
     }
 }
 
