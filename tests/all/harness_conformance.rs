@@ -227,8 +227,11 @@ fn answers_locally() {
 /// chunks while the filter pauses.
 #[test]
 fn buffers_and_rewrites_the_request_body() {
-    let e = plugin().send(Request::post("/op/body").body("ab").body("cd"));
-    assert_eq!(e.upstream_header("x-conf-body"), Some("4 Ok(4) abcd"));
+    let mut plugin = plugin();
+    let e = plugin.send(Request::post("/op/body").body("ab").body("cd"));
+    // The headers went on before the body (a filter holding them would get
+    // no body callback in Envoy), so the body's report header is too late.
+    assert_eq!(e.upstream_header("x-conf-body"), None);
     assert_eq!(e.upstream_request.unwrap().body, b"<ABCD>");
 }
 
@@ -238,7 +241,7 @@ fn body_steps_pause_until_the_end_of_stream() {
     let mut s = plugin.stream();
     assert_eq!(
         s.request_headers(Request::post("/op/body").headers(), false),
-        Step::Pause
+        Step::Continue
     );
     assert_eq!(s.request_body(b"ab", false), Step::Pause);
     assert_eq!(s.request_body(b"cd", true), Step::Continue);

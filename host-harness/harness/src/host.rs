@@ -240,7 +240,30 @@ impl Filter {
             &self.inner.pre,
             &self.inner.limits,
             vm_uid,
-            config,
+            vec![config],
+        )
+    }
+
+    /// Starts one VM with several plugins in it, as Envoy does for plugins
+    /// with the same `vm_id`, VM configuration and code: the module starts
+    /// once, each configuration gets its own root context (ids 1, 2, ... in
+    /// order) with `proxy_on_context_create`, `proxy_on_vm_start` and
+    /// `proxy_on_configure`, and the plugins share the module's globals,
+    /// logs, metrics and shared data. The VM-wide settings (environment,
+    /// clock, shared data, trace, [`PluginConfig::envoy_startup`]) are the
+    /// first configuration's; callout upstreams are the union. The returned
+    /// plugin acts on root 1 until [`Plugin::select_root`].
+    pub fn start_vm(
+        &self,
+        configs: impl IntoIterator<Item = PluginConfig>,
+    ) -> Result<Plugin, Error> {
+        let vm_uid = self.inner.vm_ids.fetch_add(1, Ordering::Relaxed);
+        Plugin::start(
+            &self.inner.engine,
+            &self.inner.pre,
+            &self.inner.limits,
+            vm_uid,
+            configs.into_iter().collect(),
         )
     }
 }

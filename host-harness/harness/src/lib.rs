@@ -38,6 +38,7 @@ mod http;
 mod imports;
 mod memory;
 mod metrics;
+mod network;
 mod plugin;
 mod properties;
 mod shared;
@@ -57,6 +58,7 @@ pub use self::{
     host::{Filter, Host, Limits, PluginConfig},
     http::{End, Exchange, Headers, LocalReply, Message, Request, Response},
     metrics::{Metric, MetricKind},
+    network::{Peer, TcpConnection},
     plugin::Plugin,
     properties::{Properties, Value},
     shared::Shared,

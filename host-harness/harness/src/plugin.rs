@@ -25,9 +25,9 @@ pub(crate) struct Exports {
     pub(crate) on_context_create: F<(i32, i32), ()>,
     on_vm_start: F<(i32, i32), i32>,
     on_configure: F<(i32, i32), i32>,
-    on_done: F<i32, i32>,
-    on_log: F<i32, ()>,
-    on_delete: F<i32, ()>,
+    pub(crate) on_done: F<i32, i32>,
+    pub(crate) on_log: F<i32, ()>,
+    pub(crate) on_delete: F<i32, ()>,
     on_tick: F<i32, ()>,
     on_queue_ready: F<(i32, i32), ()>,
     request: StreamCallbacks,
@@ -37,6 +37,19 @@ pub(crate) struct Exports {
     on_grpc_receive: F<(i32, i32, i32), ()>,
     on_grpc_trailing_metadata: F<(i32, i32, i32), ()>,
     on_grpc_close: F<(i32, i32, i32), ()>,
+    pub(crate) network: NetworkCallbacks,
+}
+
+/// The callbacks of a network (TCP) filter.
+pub(crate) struct NetworkCallbacks {
+    /// `(context)`.
+    pub(crate) on_new_connection: F<i32, i32>,
+    /// `(context, buffered size, end of stream)`.
+    pub(crate) on_downstream_data: F<(i32, i32, i32), i32>,
+    pub(crate) on_upstream_data: F<(i32, i32, i32), i32>,
+    /// `(context, peer type)`.
+    pub(crate) on_downstream_close: F<(i32, i32), ()>,
+    pub(crate) on_upstream_close: F<(i32, i32), ()>,
 }
 
 fn export<P: WasmParams, R: WasmResults>(
@@ -142,17 +155,34 @@ impl Exports {
                 "proxy_on_grpc_receive_trailing_metadata",
             )?,
             on_grpc_close: export(instance, store, "proxy_on_grpc_close")?,
+            network: NetworkCallbacks {
+                on_new_connection: export(instance, store, "proxy_on_new_connection")?,
+                on_downstream_data: export(instance, store, "proxy_on_downstream_data")?,
+                on_upstream_data: export(instance, store, "proxy_on_upstream_data")?,
+                on_downstream_close: export(
+                    instance,
+                    store,
+                    "proxy_on_downstream_connection_close",
+                )?,
+                on_upstream_close: export(instance, store, "proxy_on_upstream_connection_close")?,
+            },
         })
     }
 }
 
 /// A running VM with one plugin (root context), as one Envoy worker holds
-/// it. Streams go through it one at a time; its logs, metrics and clock
-/// are its own.
+/// it, or with several plugins sharing the VM
+/// ([`Filter::start_vm`](crate::Filter::start_vm)). Streams go through it
+/// one at a time; its logs, metrics and clock are its own (a shared VM's
+/// are shared by its plugins, as in Envoy).
 pub struct Plugin {
     store: Store<HostState>,
     pub(crate) exports: Exports,
+    /// The plugin that streams, shutdown and restart act on
+    /// ([`Plugin::select_root`]).
     pub(crate) root_id: u32,
+    /// Every plugin of the VM: `(root context id, fail open)`.
+    roots: Vec<(u32, bool)>,
     next_context: u32,
     pub(crate) failure: Option<Failure>,
     pub(crate) fail_open: bool,
@@ -161,6 +191,8 @@ pub struct Plugin {
     trace: Option<Vec<Call>>,
     /// What a restart needs to start the same plugin again.
     origin: Origin,
+    /// How many of the start-up logs came from Envoy's main-thread VMs.
+    main_thread_logs: usize,
 }
 
 /// Where a plugin came from, so it can be started again after a failure.
@@ -169,62 +201,97 @@ struct Origin {
     engine: Engine,
     pre: InstancePre<HostState>,
     vm_uid: u64,
-    config: PluginConfig,
+    configs: Vec<PluginConfig>,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("root_id", &self.root_id)
+            .field("roots", &self.roots)
             .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
 }
 
+/// The id bit of the VMs Envoy starts on its main thread and discards, so
+/// shared queues tell them apart from the worker's.
+const MAIN_THREAD_VM: u64 = 1 << 62;
+
 impl Plugin {
+    /// Starts one VM with a plugin per configuration (root context ids 1,
+    /// 2, ... in order); the first configuration's VM-wide settings
+    /// (environment, clock, shared data, trace, start-up model) are the
+    /// VM's.
     pub(crate) fn start(
         engine: &Engine,
         pre: &InstancePre<HostState>,
         limits: &Limits,
         vm_uid: u64,
-        config: PluginConfig,
+        configs: Vec<PluginConfig>,
     ) -> Result<Self, Error> {
-        if !config.envoy_startup {
-            return Self::start_once(engine, pre, limits, vm_uid, config);
+        let first = configs.first().ok_or(Error::Usage("a VM needs a plugin"))?;
+        if !first.envoy_startup {
+            return Self::start_once(engine, pre, limits, vm_uid, configs);
         }
-        // Envoy starts the VM (and configures the plugin) on its main
-        // thread, then again in each worker; the worker's VM serves the
-        // streams. A filter sees every start-up callback twice, and its
-        // start-up log lines come twice, the main thread's first. The
-        // main-thread VM gets its own id so shared queues tell them apart.
-        let mut main = Self::start_once(engine, pre, limits, vm_uid | 1 << 62, config.clone())?;
-        let mut worker = Self::start_once(engine, pre, limits, vm_uid, config)?;
-        let mut logs = main.take_logs();
+        // What Envoy 1.40 (proxy-wasm-cpp-host) does on its main thread
+        // for the plugins of one vm key, in order: a base VM that only
+        // runs the module's start functions; then for each plugin a clone
+        // that starts and configures it and is discarded (the
+        // configuration canary), and the main thread's own thread-local
+        // VM, created with the first plugin, in which the plugin starts
+        // too. Each worker then starts its VM with every plugin; the
+        // worker's serves the streams. Start functions and start-up
+        // callbacks log in each (recorded: tests/data/fidelity-vm).
+        let main_uid = vm_uid | MAIN_THREAD_VM;
+        let mut base = Self::instantiate(engine, pre, limits, main_uid, first)?;
+        let mut logs = base.take_logs();
+        let mut trace = base.take_trace();
+        let mut main_tls: Option<Self> = None;
+        for config in &configs {
+            let mut canary = Self::start_once(engine, pre, limits, main_uid, vec![config.clone()])?;
+            logs.append(&mut canary.take_logs());
+            trace.append(&mut canary.take_trace());
+            let tls = match main_tls.as_mut() {
+                Some(tls) => tls,
+                None => main_tls.insert(Self::instantiate(engine, pre, limits, main_uid, first)?),
+            };
+            tls.add_plugin(config)?;
+            logs.append(&mut tls.take_logs());
+            trace.append(&mut tls.take_trace());
+        }
+        let main_thread_logs = logs.len();
+        let mut worker = Self::start_once(engine, pre, limits, vm_uid, configs)?;
         logs.append(&mut worker.take_logs());
         worker.store.data_mut().set_logs(logs);
-        if let (Some(mut first), Some(second)) = (main.trace.take(), worker.trace.as_mut()) {
-            first.append(second);
-            *second = first;
+        worker.main_thread_logs = main_thread_logs;
+        if let Some(second) = worker.trace.as_mut() {
+            trace.append(second);
+            *second = trace;
         }
         Ok(worker)
     }
 
-    fn start_once(
+    /// Instantiates the module and runs its start functions, as Envoy
+    /// does for every VM before any plugin starts in it. `config` gives
+    /// the VM-wide settings and the first plugin's state, which
+    /// [`Plugin::add_plugin`] then starts.
+    fn instantiate(
         engine: &Engine,
         pre: &InstancePre<HostState>,
         limits: &Limits,
         vm_uid: u64,
-        config: PluginConfig,
+        config: &PluginConfig,
     ) -> Result<Self, Error> {
         let origin = Origin {
             engine: engine.clone(),
             pre: pre.clone(),
             vm_uid,
-            config: config.clone(),
+            configs: Vec::new(),
         };
         let trace = config.trace.then(Vec::new);
         let fail_open = config.fail_open;
-        let state = HostState::new(config, vm_uid, limits.memory_bytes);
+        let state = HostState::new(config.clone(), vm_uid, limits.memory_bytes);
         let mut store = Store::new(engine, state);
         store.limiter(|s| s.limiter());
         store.epoch_deadline_trap();
@@ -256,12 +323,14 @@ impl Plugin {
             store,
             exports,
             root_id: 1,
-            next_context: 2,
+            roots: Vec::new(),
+            next_context: 1,
             failure: None,
             fail_open,
             limits: limits.clone(),
             trace,
             origin,
+            main_thread_logs: 0,
         };
         // A reactor gets `_initialize` then `main`; a command gets `_start`.
         if initialize.is_some() {
@@ -270,46 +339,116 @@ impl Plugin {
         } else {
             plugin.call("_start", start, 0, ())?;
         }
-        let root = plugin.root_id as i32;
-        plugin.call(
+        Ok(plugin)
+    }
+
+    fn start_once(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        limits: &Limits,
+        vm_uid: u64,
+        configs: Vec<PluginConfig>,
+    ) -> Result<Self, Error> {
+        let first = configs.first().ok_or(Error::Usage("a VM needs a plugin"))?;
+        let mut plugin = Self::instantiate(engine, pre, limits, vm_uid, first)?;
+        for config in &configs {
+            plugin.add_plugin(config)?;
+        }
+        plugin.root_id = 1;
+        plugin.fail_open = first.fail_open;
+        Ok(plugin)
+    }
+
+    /// Starts one more plugin in this VM (the next root context id). The
+    /// first one's state was made with the VM.
+    fn add_plugin(&mut self, config: &PluginConfig) -> Result<u32, Error> {
+        let id = self.roots.len() as u32 + 1;
+        if id > 1 {
+            self.store.data_mut().add_root(id, config);
+        }
+        self.roots.push((id, config.fail_open));
+        self.origin.configs.push(config.clone());
+        self.next_context = self.next_context.max(id + 1);
+        self.start_root(id)?;
+        Ok(id)
+    }
+
+    /// Of the start-up log lines ([`Plugin::logs`] until they are taken),
+    /// how many came from the VMs Envoy runs on its main thread (see
+    /// [`PluginConfig::envoy_startup`]); the worker's follow. Zero without
+    /// the Envoy start-up model.
+    pub fn main_thread_log_count(&self) -> usize {
+        self.main_thread_logs
+    }
+
+    /// Creates root context `id` and starts its plugin:
+    /// `proxy_on_context_create`, `proxy_on_vm_start`, `proxy_on_configure`.
+    fn start_root(&mut self, id: u32) -> Result<(), Error> {
+        let root = id as i32;
+        self.call(
             "proxy_on_context_create",
-            plugin.exports.on_context_create.clone(),
-            plugin.root_id,
+            self.exports.on_context_create.clone(),
+            id,
             (root, 0),
         )?;
-        let vm_config_len = plugin
+        // The configuration buffers are the running plugin's.
+        self.store.data_mut().switch_root(id);
+        let vm_config_len = self
             .store
             .data_mut()
             .open_config(BufferType::VmConfiguration) as i32;
-        let started = plugin.call(
+        let started = self.call(
             "proxy_on_vm_start",
-            plugin.exports.on_vm_start.clone(),
-            plugin.root_id,
+            self.exports.on_vm_start.clone(),
+            id,
             (root, vm_config_len),
         );
-        plugin.store.data_mut().close_config();
+        self.store.data_mut().close_config();
         if started? == Some(0) {
             return Err(Error::VmStartRejected);
         }
-        let config_len = plugin
+        let config_len = self
             .store
             .data_mut()
             .open_config(BufferType::PluginConfiguration) as i32;
-        let configured = plugin.call(
+        let configured = self.call(
             "proxy_on_configure",
-            plugin.exports.on_configure.clone(),
-            plugin.root_id,
+            self.exports.on_configure.clone(),
+            id,
             (root, config_len),
         );
-        plugin.store.data_mut().close_config();
+        self.store.data_mut().close_config();
         if configured? == Some(0) {
             return Err(Error::ConfigureRejected);
         }
-        plugin.drain_events();
-        if let Some(failure) = &plugin.failure {
+        self.drain_events();
+        if let Some(failure) = &self.failure {
             return Err(Error::Failed(failure.clone()));
         }
-        Ok(plugin)
+        Ok(())
+    }
+
+    /// The root context ids of the plugins in this VM, in start order.
+    pub fn root_ids(&self) -> Vec<u32> {
+        self.roots.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Makes plugin `root_id` of this VM the one that [`Plugin::stream`],
+    /// [`Plugin::send`], [`Plugin::shutdown`] and [`Plugin::root_context_id`]
+    /// act on. A VM started with one plugin has only root 1.
+    pub fn select_root(&mut self, root_id: u32) -> Result<(), Error> {
+        let (id, fail_open) = self
+            .roots
+            .iter()
+            .find(|(id, _)| *id == root_id)
+            .copied()
+            .ok_or(Error::Usage(
+                "no plugin with this root context id in the VM",
+            ))?;
+        self.root_id = id;
+        self.fail_open = fail_open;
+        self.store.data_mut().switch_root(id);
+        Ok(())
     }
 
     /// Calls an export with the limits armed and `context` current. A
@@ -371,15 +510,16 @@ impl Plugin {
 
     pub(crate) fn new_context(&mut self) -> u32 {
         let id = self.next_context;
-        self.next_context = self.next_context.wrapping_add(1).max(2);
+        self.next_context = self
+            .next_context
+            .wrapping_add(1)
+            .max(self.roots.len() as u32 + 1);
         id
     }
 
     /// Delivers callout results and queue notifications until none are
     /// left, as Envoy's event loop would between stream events.
     pub(crate) fn drain_events(&mut self) {
-        let root = self.root_id;
-        let root_arg = root as i32;
         loop {
             if self.failure.is_some() {
                 return;
@@ -395,6 +535,12 @@ impl Plugin {
             let Some(event) = self.store.data_mut().next_event() else {
                 return;
             };
+            // The answer goes to the plugin that made the call.
+            let token = match &event {
+                Event::HttpResponse { token, .. } | Event::Grpc { token, .. } => *token,
+            };
+            let root = self.store.data().token_root(token).unwrap_or(self.root_id);
+            let root_arg = root as i32;
             match event {
                 Event::HttpResponse { token, response } => {
                     let (h, b, t) = match &response {
@@ -511,6 +657,13 @@ impl Plugin {
         HttpStream::new(self)
     }
 
+    /// Opens a TCP connection through the plugin as a network filter
+    /// (`envoy.filters.network.wasm`): a new context, then
+    /// `proxy_on_new_connection`.
+    pub fn connection(&mut self) -> crate::network::TcpConnection<'_> {
+        crate::network::TcpConnection::new(self)
+    }
+
     /// Sends `request` through the filter and, if it reaches the upstream,
     /// the upstream's response back; then ends the stream (`proxy_on_log`,
     /// `proxy_on_done`, `proxy_on_delete`).
@@ -576,8 +729,12 @@ impl Plugin {
     /// tick that falls due, then delivering what the ticks started.
     pub fn advance(&mut self, by: Duration) {
         let target = self.store.data().monotonic() + by;
-        while self.store.data_mut().tick_due(target) {
-            let root = self.root_id;
+        // Each plugin has its own timer; they fire in time order.
+        while let Some(root) = self.store.data().next_tick_root(target) {
+            self.store.data_mut().switch_root(root);
+            if !self.store.data_mut().tick_due(target) {
+                break;
+            }
             if self
                 .call(
                     "proxy_on_tick",
@@ -657,8 +814,9 @@ impl Plugin {
             &origin.pre,
             &limits,
             origin.vm_uid,
-            origin.config,
+            origin.configs,
         )?;
+        fresh.select_root(self.root_id)?;
         let mut logs = self.take_logs();
         logs.append(&mut fresh.take_logs());
         fresh.store.data_mut().set_logs(logs);
@@ -677,8 +835,9 @@ impl Plugin {
         self.store.data().shared()
     }
 
-    /// Sets a plugin-level property.
+    /// Sets a plugin-level property (of the selected plugin).
     pub fn set_property(&mut self, name: &str, value: impl Into<Value>) {
+        self.store.data_mut().switch_root(self.root_id);
         self.store
             .data_mut()
             .plugin_properties_mut()
@@ -737,9 +896,27 @@ impl Plugin {
         let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
     }
 
+    /// Ends connection `id` as Envoy 1.40 does for a network filter: its
+    /// destruction first (`proxy_on_done`), then the access log
+    /// (`proxy_on_log`) and `proxy_on_delete` (recorded:
+    /// tests/data/fidelity-tcp).
+    pub(crate) fn end_connection(&mut self, id: u32) {
+        let arg = id as i32;
+        let _ = self.call("proxy_on_done", self.exports.on_done.clone(), id, arg);
+        self.store.data_mut().set_access_log(true);
+        let _ = self.call("proxy_on_log", self.exports.on_log.clone(), id, arg);
+        self.store.data_mut().set_access_log(false);
+        let _ = self.call("proxy_on_delete", self.exports.on_delete.clone(), id, arg);
+    }
+
     /// Forgets stream `id`, returning its last state.
     pub(crate) fn remove_stream(&mut self, id: u32) -> Option<StreamState> {
         self.store.data_mut().remove_stream(id)
+    }
+
+    /// Records that stream `id` belongs to plugin `root`.
+    pub(crate) fn bind_context(&mut self, id: u32, root: u32) {
+        self.store.data_mut().bind_context(id, root);
     }
 
     pub(crate) fn stream_state(&mut self, id: u32) -> &mut StreamState {

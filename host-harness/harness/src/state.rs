@@ -9,6 +9,7 @@ mod attributes;
 mod buffers;
 mod callouts;
 mod maps;
+mod roots;
 mod streams;
 mod vm;
 
@@ -251,7 +252,15 @@ pub(crate) struct HostState {
     vm_id: String,
     vm_configuration: Vec<u8>,
     plugin_configuration: Vec<u8>,
+    /// The plugin whose callback (or whose stream's callback) runs; its
+    /// configuration, properties and timer are the fields here.
     root_context_id: u32,
+    /// The VM's other plugins.
+    parked: BTreeMap<u32, roots::RootState>,
+    /// Which plugin created each stream.
+    context_roots: HashMap<u32, u32>,
+    /// Which plugin made each callout, so its answer goes to it.
+    token_roots: HashMap<u32, u32>,
     current_context: u32,
     effective_context: Option<u32>,
     /// Which configuration buffer the running callback may read.
@@ -305,6 +314,9 @@ impl HostState {
             vm_configuration: config.vm_configuration,
             plugin_configuration: config.configuration,
             root_context_id: 1,
+            parked: BTreeMap::new(),
+            context_roots: HashMap::new(),
+            token_roots: HashMap::new(),
             current_context: 0,
             effective_context: None,
             config_buffer: None,
@@ -378,6 +390,7 @@ impl HostState {
 
     /// Forgets stream `id`, returning its last state.
     pub(crate) fn remove_stream(&mut self, id: u32) -> Option<StreamState> {
+        self.context_roots.remove(&id);
         self.streams.remove(&id)
     }
 
@@ -504,6 +517,8 @@ impl HostState {
 
     /// Makes `context` the one whose callback runs.
     pub(crate) fn enter(&mut self, context: u32) {
+        let root = self.root_of(context);
+        self.switch_root(root);
         self.current_context = context;
         self.effective_context = None;
     }
@@ -531,6 +546,8 @@ impl HostState {
 
     pub(crate) fn token(&mut self) -> u32 {
         self.next_token = self.next_token.wrapping_add(1).max(1);
+        self.token_roots
+            .insert(self.next_token, self.root_context_id);
         self.next_token
     }
 }

@@ -49,6 +49,9 @@ struct Flow {
     /// What passed the filter so far.
     out: Message,
     headers_sent: bool,
+    /// Body data arrived while the filter held the headers; it is
+    /// buffered and delivered in one call once the headers go on.
+    held: bool,
     /// Everything, up to the end, passed the filter.
     complete: bool,
 }
@@ -69,6 +72,7 @@ impl<'p> HttpStream<'p> {
         let id = plugin.new_context();
         plugin.stream_state(id);
         let root = plugin.root_id;
+        plugin.bind_context(id, root);
         let created = plugin.call(
             "proxy_on_context_create",
             plugin.exports.on_context_create.clone(),
@@ -181,6 +185,15 @@ impl<'p> HttpStream<'p> {
             .plugin
             .stream_state(self.id)
             .append_body(direction, chunk) as i32;
+        let flow = self.flow(direction);
+        if flow.paused && !flow.headers_sent {
+            // Envoy's filter manager buffers data for a filter that holds
+            // the headers and calls it once they continue, with the end of
+            // stream if it came meanwhile (recorded: tests/data/fidelity).
+            flow.held = true;
+            flow.ended = end_of_stream;
+            return self.step();
+        }
         let params = (self.id as i32, size, i32::from(end_of_stream));
         self.deliver(direction, end_of_stream, |c| &c.body, params)
     }
@@ -295,6 +308,20 @@ impl<'p> HttpStream<'p> {
         for direction in [Req, Resp] {
             if self.plugin.stream_state(self.id).take_resume(direction) {
                 self.flow(direction).paused = false;
+            }
+        }
+        for direction in [Req, Resp] {
+            let flow = self.flow(direction);
+            if !flow.paused && flow.held {
+                flow.held = false;
+                let ended = flow.ended;
+                let size = self
+                    .plugin
+                    .stream_state(self.id)
+                    .body(direction)
+                    .map_or(0, Vec::len) as i32;
+                let params = (self.id as i32, size, i32::from(ended));
+                return self.deliver(direction, ended, |c| &c.body, params);
             }
         }
         for direction in [Req, Resp] {

@@ -403,25 +403,21 @@ fn local_reply_headers_come_in_envoys_order_and_head_gets_no_body() {
 }
 
 #[test]
-fn the_trace_shows_callback_order_and_envoy_startup_runs_twice() {
+fn the_trace_shows_callback_order_and_envoy_startup_runs_three_times() {
+    // Envoy 1.40 starts a plugin in the configuration canary, in the main
+    // thread's VM and in the worker's (tests/data/fidelity recording).
     let mut plugin = reply_plugin(PluginConfig::new().trace(true).envoy_startup(true));
     let starts = plugin
         .trace()
         .iter()
         .filter(|c| c.callback == "proxy_on_vm_start")
         .count();
-    assert_eq!(starts, 2);
+    assert_eq!(starts, 3);
     assert_eq!(
         plugin.logs_at(LogLevel::Info),
-        [
-            "create",
-            "vm_start",
-            "configure",
-            "create",
-            "vm_start",
-            "configure"
-        ]
+        ["create", "vm_start", "configure"].repeat(3)
     );
+    assert_eq!(plugin.main_thread_log_count(), 6);
     plugin.take_trace();
     plugin.send(Request::get("/"));
     let calls: Vec<String> = plugin.trace().iter().map(|c| c.callback.clone()).collect();
@@ -449,4 +445,38 @@ fn request_defaults_are_explicit_and_set_header_keeps_position() {
         names,
         [":authority", ":path", ":method", ":scheme", "x-a", "x-b"]
     );
+}
+
+#[test]
+fn plugins_sharing_a_vm_get_a_root_context_each() {
+    let wat = with_request_headers("", "(i32.const 0)");
+    let filter = host(Limits::default()).load(wat).unwrap();
+    let configs = [("a", "A"), ("b", "B")]
+        .map(|(name, c)| PluginConfig::new().name(name).configuration(c).trace(true));
+    let mut vm = filter.start_vm(configs).unwrap();
+    assert_eq!(vm.root_ids(), [1, 2]);
+    let starts: Vec<(String, Vec<i32>)> = vm
+        .take_trace()
+        .into_iter()
+        .map(|c| (c.callback, c.args))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            ("proxy_on_context_create".to_owned(), vec![1, 0]),
+            ("proxy_on_vm_start".to_owned(), vec![1, 0]),
+            ("proxy_on_configure".to_owned(), vec![1, 1]),
+            ("proxy_on_context_create".to_owned(), vec![2, 0]),
+            ("proxy_on_vm_start".to_owned(), vec![2, 0]),
+            ("proxy_on_configure".to_owned(), vec![2, 1]),
+        ]
+    );
+    vm.select_root(2).unwrap();
+    assert_eq!(vm.root_context_id(), 2);
+    vm.send(Request::get("/"));
+    let created = vm.trace().first().map(|c| c.args.clone());
+    assert_eq!(created, Some(vec![3, 2]));
+    assert!(vm.select_root(3).is_err());
+    // One module instance: both plugins' log lines are the VM's.
+    assert_eq!(vm.logs_at(LogLevel::Info).len(), 6 + 6);
 }

@@ -25,6 +25,8 @@ pub struct WasmEntry {
     pub filename: Option<String>,
     /// `config.fail_open`.
     pub fail_open: bool,
+    /// The name of the listener whose chain holds the filter.
+    pub listener: String,
 }
 
 /// A route answered by Envoy itself (`direct_response`), by path prefix.
@@ -55,7 +57,7 @@ impl Bootstrap {
         let root: Value =
             serde_yaml_ng::from_str(text).map_err(|e| ScenarioError::Bootstrap(e.to_string()))?;
         let mut out = Self::default();
-        walk(&root, &mut out);
+        walk(&root, &mut out, "");
         if out.filters.is_empty() {
             return Err(ScenarioError::Bootstrap(
                 "no `envoy.filters.http.wasm` filter in the bootstrap".into(),
@@ -115,9 +117,15 @@ fn configuration(v: Option<&Value>) -> String {
     }
 }
 
-fn walk(v: &Value, out: &mut Bootstrap) {
+fn walk(v: &Value, out: &mut Bootstrap, listener: &str) {
     match v {
         Value::Mapping(m) => {
+            let name = text(v.get("name"));
+            let listener = if v.get("filter_chains").is_some() {
+                name.as_str()
+            } else {
+                listener
+            };
             if text(v.get("name")) == "envoy.filters.http.wasm"
                 && let Some(config) = get(v, &["typed_config", "config"])
             {
@@ -130,6 +138,7 @@ fn walk(v: &Value, out: &mut Bootstrap) {
                     filename: get(config, &["vm_config", "code", "local", "filename"])
                         .map(|f| text(Some(f))),
                     fail_open: matches!(config.get("fail_open"), Some(Value::Bool(true))),
+                    listener: listener.to_owned(),
                 });
                 return;
             }
@@ -149,10 +158,10 @@ fn walk(v: &Value, out: &mut Bootstrap) {
                 }
             }
             for (_, child) in m {
-                walk(child, out);
+                walk(child, out, listener);
             }
         }
-        Value::Sequence(items) => items.iter().for_each(|i| walk(i, out)),
+        Value::Sequence(items) => items.iter().for_each(|i| walk(i, out, listener)),
         _ => {}
     }
 }
@@ -175,6 +184,7 @@ mod tests {
                 vm_configuration: String::new(),
                 filename: Some("{{WASM}}".into()),
                 fail_open: false,
+                listener: "fidelity".into(),
             }]
         );
         let direct = b.direct_response("/direct/x").unwrap();
@@ -183,6 +193,25 @@ mod tests {
             (418, "direct answer")
         );
         assert_eq!(b.direct_response("/other"), None);
+    }
+
+    #[test]
+    fn filters_know_their_listener() {
+        let text = include_str!("../../../tests/data/fidelity-vm/envoy.yaml");
+        let b = Bootstrap::parse(text).unwrap();
+        let seen: Vec<(&str, &str, &str)> = b
+            .filters
+            .iter()
+            .map(|f| (f.listener.as_str(), f.name.as_str(), f.vm_id.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", "A", "fidelity"),
+                ("b", "B", "fidelity"),
+                ("c", "C", "other")
+            ]
+        );
     }
 
     #[test]

@@ -72,7 +72,10 @@ fn chunked_last(h: &mut HeaderList) {
 }
 
 /// The upstream's response as the filter sees it: the upstream's headers
-/// with their framing header.
+/// with their framing header, then the router's
+/// `x-envoy-upstream-service-time` (the router handles the response
+/// before the filters do, so headers a filter adds come after it; seen
+/// with tests/data/fidelity-as). Its value is a time in Envoy; `0` here.
 pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
     let mut resp = Response::new(r.status);
     for (k, v) in &r.headers {
@@ -84,6 +87,7 @@ pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
     } else {
         resp = resp.header("content-length", &body.len().to_string());
     }
+    resp = resp.header("x-envoy-upstream-service-time", "0");
     for (k, v) in &r.trailers {
         resp = resp.trailer(k, v);
     }
@@ -94,13 +98,12 @@ pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
 }
 
 /// What the client receives for the response that left the filter chain:
-/// its headers in order plus what the router and connection manager add,
-/// and chunked framing when nothing gives a length.
-pub fn client_headers(resp: &Response, forwarded: bool, head: bool) -> HeaderList {
+/// its headers in order plus what the connection manager adds, and chunked
+/// framing when nothing gives a length. (`_forwarded` is kept for callers:
+/// the router's header is in the response the filters saw, see
+/// [`upstream_response`].)
+pub fn client_headers(resp: &Response, _forwarded: bool, head: bool) -> HeaderList {
     let mut h: HeaderList = resp.headers.clone();
-    if forwarded {
-        h.push(("x-envoy-upstream-service-time".into(), "*".into()));
-    }
     h.push(("date".into(), "*".into()));
     h.push(("server".into(), "envoy".into()));
     let framed = h

@@ -1,18 +1,20 @@
 //! Runs a scenario through the harness and compares what it saw with the
 //! expectations.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use meshward_harness::{
-    End, Exchange, Host, HttpCallReply, HttpCallRequest, LogLevel, Plugin, PluginConfig, Response,
+    End, Exchange, Host, HttpCallReply, HttpCallRequest, HttpStream, LogLevel, LogRecord, Plugin,
+    PluginConfig, Response,
 };
 
 use crate::ScenarioError;
-use crate::bootstrap::Bootstrap;
+use crate::bootstrap::{Bootstrap, WasmEntry};
 use crate::front;
 use crate::outcome::Outcome;
-use crate::spec::{CalloutSpec, ResponseSpec, Scenario, StepSpec};
+use crate::spec::{CalloutSpec, PluginSpec, ResponseSpec, Scenario, StepSpec};
 
 /// Which module and plugin settings a scenario runs with.
 #[derive(Clone, Debug, Default)]
@@ -35,9 +37,9 @@ impl Source {
         Ok(source)
     }
 
-    /// Takes the plugin settings (and, unless `--wasm` gives one, the
-    /// module) from the first `envoy.filters.http.wasm` entry of an Envoy
-    /// bootstrap.
+    /// Takes the plugin settings from the `envoy.filters.http.wasm`
+    /// entries of an Envoy bootstrap (and, unless `--wasm` gives one, the
+    /// module from the first); entries with the same vm key share a VM.
     pub fn with_bootstrap(mut self, path: &Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.display().to_string(),
@@ -128,10 +130,9 @@ fn connect_failure() -> Response {
         .body(body)
 }
 
-fn callout_handler(
-    spec: &CalloutSpec,
-) -> Result<impl Fn(&HttpCallRequest) -> HttpCallReply + Send + Sync + 'static, ScenarioError> {
-    let reply = match spec.fail.as_deref() {
+/// What a callout to a cluster scripted by `spec` gets.
+fn callout_reply(spec: &CalloutSpec) -> Result<HttpCallReply, ScenarioError> {
+    Ok(match spec.fail.as_deref() {
         Some("timeout") => HttpCallReply::Timeout,
         Some("reset") => HttpCallReply::Failure,
         Some("connect") => HttpCallReply::Response(connect_failure()),
@@ -148,60 +149,240 @@ fn callout_handler(
                 .header("x-envoy-upstream-service-time", "0");
             HttpCallReply::Response(r.body(body))
         }
-    };
-    Ok(move |_: &HttpCallRequest| reply.clone())
+    })
+}
+
+/// Callouts are held when made and answered once the client's request
+/// (or the upstream's response) has been fed in whole: over a network the
+/// answer comes after the bytes the client wrote with the headers, so
+/// Envoy holds that body for a filter waiting on its callout.
+fn held(_: &HttpCallRequest) -> HttpCallReply {
+    HttpCallReply::Pending
+}
+
+/// How many rounds of callouts one answer may start before the run stops
+/// answering (a filter calling out from every answer would never end).
+const CALLOUT_ROUNDS: usize = 64;
+
+/// Answers the callouts `stream`'s plugin holds with `replies`, round
+/// after round (an answer may start another callout).
+fn answer_stream(stream: &mut HttpStream<'_>, replies: &BTreeMap<String, HttpCallReply>) {
+    for _ in 0..CALLOUT_ROUNDS {
+        let pending = stream.pending_http_calls();
+        if pending.is_empty() {
+            return;
+        }
+        for (token, request) in pending {
+            let reply = replies
+                .get(&request.upstream)
+                .cloned()
+                .unwrap_or(HttpCallReply::Failure);
+            let _ = stream.complete_http_call(token, reply);
+        }
+    }
+}
+
+/// Answers the callouts `plugin` holds outside a stream (ticks).
+fn answer_plugin(plugin: &mut Plugin, replies: &BTreeMap<String, HttpCallReply>) {
+    for _ in 0..CALLOUT_ROUNDS {
+        let pending = plugin.pending_http_calls();
+        if pending.is_empty() {
+            return;
+        }
+        for (token, request) in pending {
+            let reply = replies
+                .get(&request.upstream)
+                .cloned()
+                .unwrap_or(HttpCallReply::Failure);
+            let _ = plugin.complete_http_call(token, reply);
+        }
+    }
+}
+
+/// What makes Envoy share a VM: `vm_id`, VM configuration and module.
+type VmKey = (String, String, Option<String>);
+
+/// The plugins of a run, as Envoy would hold them in its worker: one VM
+/// per vm key (`vm_id`, VM configuration and module), each wasm filter of
+/// the bootstrap a plugin (root context) in its key's VM.
+struct Vms {
+    vms: Vec<Plugin>,
+    /// Per wasm filter, in bootstrap order: its VM, root context id and
+    /// listener.
+    filters: Vec<(usize, u32, String)>,
+    /// How each callout cluster answers now.
+    replies: BTreeMap<String, HttpCallReply>,
+}
+
+impl Vms {
+    fn start(scenario: &Scenario, source: &Source, wasm: &Path) -> Result<Self, ScenarioError> {
+        let filter = Host::new()?.load_file(wasm)?;
+        let entries = source
+            .bootstrap
+            .as_ref()
+            .map(|b| b.filters.clone())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| vec![WasmEntry::default()]);
+        let pick = |a: &Option<String>, b: &String| a.clone().unwrap_or_else(|| b.clone());
+        let mut groups: Vec<(VmKey, Vec<PluginConfig>)> = Vec::new();
+        let mut filters = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            // The scenario's plugin settings are the first filter's.
+            let p = if i == 0 {
+                scenario.plugin.clone()
+            } else {
+                PluginSpec::default()
+            };
+            let vm_id = pick(&p.vm_id, &e.vm_id);
+            let vm_configuration = pick(&p.vm_configuration, &e.vm_configuration);
+            let mut config = PluginConfig::new()
+                .name(&pick(&p.name, &e.name))
+                .root_id(&pick(&p.root_id, &e.root_id))
+                .vm_id(&vm_id)
+                .configuration(pick(&p.configuration, &e.configuration))
+                .vm_configuration(vm_configuration.clone())
+                .fail_open(p.fail_open || e.fail_open)
+                .log_level(LogLevel::Info)
+                .envoy_startup(scenario.front)
+                .trace(true);
+            for cluster in scenario.callouts.keys() {
+                config = config.http_upstream(cluster, held);
+            }
+            // Envoy shares a VM between plugins with the same vm key.
+            let key = (vm_id, vm_configuration, e.filename.clone());
+            let vm = match groups.iter().position(|(k, _)| *k == key) {
+                Some(vm) => vm,
+                None => {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let Some((_, configs)) = groups.get_mut(vm) else {
+                continue;
+            };
+            configs.push(config);
+            filters.push((vm, configs.len() as u32, e.listener.clone()));
+        }
+        let vms = groups
+            .into_iter()
+            .map(|(_, configs)| filter.start_vm(configs))
+            .collect::<Result<_, _>>()?;
+        let mut replies = BTreeMap::new();
+        for (cluster, spec) in &scenario.callouts {
+            replies.insert(cluster.clone(), callout_reply(spec)?);
+        }
+        Ok(Self {
+            vms,
+            filters,
+            replies,
+        })
+    }
+
+    /// The VM and root context of the filter a request to `listener`
+    /// reaches (the first filter when none is named).
+    fn pick(&mut self, listener: Option<&str>) -> Result<&mut Plugin, ScenarioError> {
+        let found = self
+            .filters
+            .iter()
+            .find(|(_, _, l)| listener.is_none_or(|want| want == l))
+            .cloned();
+        let Some((vm, root, _)) = found else {
+            return Err(ScenarioError::Bootstrap(format!(
+                "no wasm filter on listener `{}`",
+                listener.unwrap_or_default()
+            )));
+        };
+        let plugin = self
+            .vms
+            .get_mut(vm)
+            .ok_or(ScenarioError::Bootstrap("no VM for the filter".into()))?;
+        plugin.select_root(root)?;
+        Ok(plugin)
+    }
+
+    fn set_http_upstream(
+        &mut self,
+        cluster: &str,
+        spec: &CalloutSpec,
+    ) -> Result<(), ScenarioError> {
+        self.replies
+            .insert(cluster.to_owned(), callout_reply(spec)?);
+        for vm in &mut self.vms {
+            vm.set_http_upstream(cluster, held);
+        }
+        Ok(())
+    }
+
+    /// The log lines of every VM since the last call, VM by VM.
+    fn logs(&mut self) -> Vec<String> {
+        self.vms.iter_mut().flat_map(info_logs).collect()
+    }
+
+    /// The start-up log lines in Envoy's order: what each VM key's
+    /// main-thread passes logged, key by key, then the workers' VMs. (Exact
+    /// when the filters of one key are next to each other in the chain
+    /// order, as Envoy interleaves keys filter by filter.)
+    fn startup_logs(&mut self) -> Vec<String> {
+        let mut main = Vec::new();
+        let mut workers = Vec::new();
+        for vm in &mut self.vms {
+            let mut logs = vm.take_logs();
+            let worker = logs.split_off(vm.main_thread_log_count().min(logs.len()));
+            main.extend(info(logs));
+            workers.extend(info(worker));
+        }
+        main.append(&mut workers);
+        main
+    }
 }
 
 /// Runs `scenario` with `source` and compares every step.
 pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError> {
     let wasm = source.wasm.as_ref().ok_or(ScenarioError::NoModule)?;
-    let filter = Host::new()?.load_file(wasm)?;
-    let entry = source
-        .bootstrap
-        .as_ref()
-        .and_then(|b| b.filters.first())
-        .cloned();
-    let p = &scenario.plugin;
-    let pick = |a: &Option<String>, b: Option<&String>| {
-        a.clone().or_else(|| b.cloned()).unwrap_or_default()
-    };
-    let e = entry.clone().unwrap_or_default();
-    let mut config = PluginConfig::new()
-        .name(&pick(&p.name, Some(&e.name)))
-        .root_id(&pick(&p.root_id, Some(&e.root_id)))
-        .vm_id(&pick(&p.vm_id, Some(&e.vm_id)))
-        .configuration(pick(&p.configuration, Some(&e.configuration)))
-        .vm_configuration(pick(&p.vm_configuration, Some(&e.vm_configuration)))
-        .fail_open(p.fail_open || e.fail_open)
-        .log_level(LogLevel::Info)
-        .envoy_startup(scenario.front)
-        .trace(true);
-    for (cluster, spec) in &scenario.callouts {
-        config = config.http_upstream(cluster, callout_handler(spec)?);
-    }
-    let mut plugin = filter.start(config)?;
+    let mut vms = Vms::start(scenario, source, wasm)?;
     let mut report = Report {
-        startup_logs: info_logs(&mut plugin),
+        startup_logs: vms.startup_logs(),
         steps: Vec::new(),
     };
+    if let Some(startup) = &scenario.startup {
+        let expect = Outcome {
+            logs: Some(startup.clone()),
+            ..Outcome::default()
+        };
+        let seen = Outcome {
+            logs: Some(report.startup_logs.clone()),
+            ..Outcome::default()
+        };
+        report.steps.push(StepReport {
+            name: "start-up".into(),
+            differences: expect.differences(&seen, &[]),
+            seen,
+            compared: 1,
+        });
+    }
     let default_upstream = scenario.upstream.clone().unwrap_or_default();
     for (i, step) in scenario.steps.iter().enumerate() {
         for (cluster, spec) in &step.callouts {
-            plugin.set_http_upstream(cluster, callout_handler(spec)?);
+            vms.set_http_upstream(cluster, spec)?;
         }
         if let Some(ms) = step.advance_ms {
-            plugin.advance(Duration::from_millis(ms));
+            for vm in &mut vms.vms {
+                vm.advance(Duration::from_millis(ms));
+                answer_plugin(vm, &vms.replies);
+            }
         }
-        let seen = match &step.request {
-            Some(_) => send(&mut plugin, scenario, source, step, &default_upstream),
-            None => Outcome {
-                logs: Some(info_logs(&mut plugin)),
-                ..Outcome::default()
-            },
+        let mut seen = match &step.request {
+            Some(_) => {
+                let replies = vms.replies.clone();
+                let plugin = vms.pick(step.listener.as_deref())?;
+                send(plugin, scenario, source, step, &default_upstream, &replies)
+            }
+            None => Outcome::default(),
         };
+        seen.logs = Some(vms.logs());
         for cluster in step.callouts.keys() {
             if let Some(spec) = scenario.callouts.get(cluster) {
-                plugin.set_http_upstream(cluster, callout_handler(spec)?);
+                vms.set_http_upstream(cluster, spec)?;
             }
         }
         let expect = step.expect.clone().unwrap_or_default();
@@ -238,9 +419,11 @@ fn count(o: &Outcome) -> usize {
 /// The filter's log lines at `info` and above (what Envoy prints at its
 /// default level), taken from the plugin.
 fn info_logs(plugin: &mut Plugin) -> Vec<String> {
-    plugin
-        .take_logs()
-        .into_iter()
+    info(plugin.take_logs())
+}
+
+fn info(logs: Vec<LogRecord>) -> Vec<String> {
+    logs.into_iter()
         .filter(|l| l.level >= LogLevel::Info)
         .map(|l| l.message)
         .collect()
@@ -252,6 +435,7 @@ fn send(
     source: &Source,
     step: &StepSpec,
     default_upstream: &ResponseSpec,
+    replies: &BTreeMap<String, HttpCallReply>,
 ) -> Outcome {
     let Some(request) = &step.request else {
         return Outcome::default();
@@ -289,6 +473,7 @@ fn send(
             stream.request_trailers(request.trailers.clone());
         }
     }
+    answer_stream(&mut stream, replies);
     let forwarded = stream.request_complete() && direct.is_none();
     if stream.request_complete() {
         let response = match &direct {
@@ -316,18 +501,14 @@ fn send(
         if has_trailers {
             stream.response_trailers(response.trailers.clone());
         }
+        answer_stream(&mut stream, replies);
     }
     let exchange: Exchange = stream.finish();
-    observe(plugin, scenario.front, &exchange, forwarded, head)
+    observe(scenario.front, &exchange, forwarded, head)
 }
 
-fn observe(
-    plugin: &mut Plugin,
-    front_on: bool,
-    exchange: &Exchange,
-    forwarded: bool,
-    head: bool,
-) -> Outcome {
+/// What the client and upstream saw (the logs are gathered by the caller).
+fn observe(front_on: bool, exchange: &Exchange, forwarded: bool, head: bool) -> Outcome {
     let forwarded = forwarded && exchange.forwarded();
     let (status, headers, body) = match &exchange.response {
         Some(r) => {
@@ -346,7 +527,7 @@ fn observe(
         headers: Some(headers),
         body: Some(body),
         reset: Some(exchange.end != End::Completed),
-        logs: Some(info_logs(plugin)),
+        logs: None,
         forwarded: Some(forwarded),
         upstream_headers: upstream.map(|m| {
             if front_on {

@@ -35,6 +35,10 @@ pub struct Scenario {
     /// How each callout cluster answers, unless a step says otherwise.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub callouts: BTreeMap<String, CalloutSpec>,
+    /// The filter's start-up log lines (at info and above) that must be
+    /// seen, in order; left out, they are not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Vec<String>>,
     /// The steps, in order.
     pub steps: Vec<StepSpec>,
 }
@@ -74,6 +78,10 @@ pub struct StepSpec {
     /// A name for the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The bootstrap listener the request goes to: it reaches that
+    /// listener's wasm filter (default: the bootstrap's first one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
     /// Moves the virtual clock by this many milliseconds (timers fire,
     /// held callouts time out).
     #[serde(default, skip_serializing_if = "Option::is_none")]

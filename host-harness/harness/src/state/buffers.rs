@@ -15,6 +15,10 @@ impl HostState {
         match kind {
             BufferType::RequestBody => self.stream()?.request.body.as_mut(),
             BufferType::ResponseBody => self.stream()?.response.body.as_mut(),
+            // A network filter's data: the connection keeps it where an
+            // HTTP stream keeps its bodies.
+            BufferType::DownstreamData => self.stream()?.request.body.as_mut(),
+            BufferType::UpstreamData => self.stream()?.response.body.as_mut(),
             BufferType::HttpCallResponseBody | BufferType::GrpcReceiveBuffer => {
                 self.callout.body.as_mut()
             }

@@ -42,7 +42,7 @@ impl HostState {
 
     /// `proxy_set_effective_context`: only the root or a live stream.
     pub(crate) fn set_effective_context(&mut self, id: u32) -> Result<(), Status> {
-        if id == self.root_context_id || self.streams.contains_key(&id) {
+        if self.is_root(id) || self.streams.contains_key(&id) {
             self.effective_context = Some(id);
             Ok(())
         } else {

@@ -452,7 +452,10 @@ impl HttpContext for Http {
                 self.send_http_response(401, vec![], None);
                 return Action::Continue;
             }
-            "body" | "trailers-hold" => return Action::Pause,
+            // The body is held by its own callback: Envoy (proxy-wasm-cpp-host)
+            // turns a paused headers callback into StopAllIteration, so no
+            // body callback would come while the headers are held.
+            "trailers-hold" => return Action::Pause,
             "callout" | "callout-fail" | "callout-deny" | "callout-pending" => {
                 let upstream = match self.op.as_str() {
                     "callout" => "auth",

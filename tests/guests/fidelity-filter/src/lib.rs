@@ -13,25 +13,38 @@
 //!   default 5000), logs the answer, then resumes;
 //! - `rewrite`: replaces the response body with `rewritten`;
 //! - `trap-response-body`: panics (traps) in the first response body call;
-//! - `shared`: writes and reads back shared data.
+//! - `shared`: writes and reads back shared data;
+//! - `globals`: logs the module's global counters (root contexts and
+//!   stream contexts created in this VM), which plugins sharing a VM share.
 //!
 //! The plugin configuration is its name in the logs, so two instances in
-//! one chain can be told apart.
+//! one chain can be told apart. A configuration starting with `tcp` makes
+//! the plugin a network (TCP) filter instead: it logs its callbacks and the
+//! data, and prefixes each downstream chunk with `[<name>]`. `main` logs `fidelity main`, so every VM
+//! start shows, including those that start no plugin.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, PeerType};
 
 // In a private module: the macro's exported entry point has no docs.
 mod entry {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(super::LogLevel::Trace);
+        super::info("fidelity main");
         proxy_wasm::set_root_context(|_| -> Box<dyn super::RootContext> {
+            super::ROOTS.fetch_add(1, super::Ordering::Relaxed);
             Box::new(super::Root { name: String::new() })
         });
     }}
 }
+
+/// Root contexts created in this VM: one per plugin sharing it.
+static ROOTS: AtomicU32 = AtomicU32::new(0);
+/// Stream contexts created in this VM, by every plugin sharing it.
+static STREAMS: AtomicU32 = AtomicU32::new(0);
 
 fn info(message: &str) {
     // Logging cannot fail in a conforming host; nothing to do if it does.
@@ -60,6 +73,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        STREAMS.fetch_add(1, Ordering::Relaxed);
         Some(Box::new(Stream {
             name: self.name.clone(),
             ops: Vec::new(),
@@ -67,8 +81,77 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, _id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp {
+            name: self.name.clone(),
+        }))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        if self.name.starts_with("tcp") {
+            Some(ContextType::StreamContext)
+        } else {
+            Some(ContextType::HttpContext)
+        }
+    }
+}
+
+/// A TCP connection through the plugin as a network filter.
+struct Tcp {
+    name: String,
+}
+
+impl Tcp {
+    fn log(&self, message: &str) {
+        info(&format!("{} {message}", self.name));
+    }
+}
+
+impl Context for Tcp {
+    fn on_done(&mut self) -> bool {
+        self.log("cb on_done");
+        true
+    }
+}
+
+impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        self.log("cb on_new_connection");
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_downstream_data(0, size).unwrap_or_default();
+        self.log(&format!(
+            "cb on_downstream_data size={size} eos={eos} data={:?}",
+            String::from_utf8_lossy(&data)
+        ));
+        if size > 0 {
+            let prefix = format!("[{}]", self.name);
+            self.set_downstream_data(0, 0, prefix.as_bytes());
+        }
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, peer: PeerType) {
+        self.log(&format!("cb on_downstream_close peer={peer:?}"));
+    }
+
+    fn on_upstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_upstream_data(0, size).unwrap_or_default();
+        self.log(&format!(
+            "cb on_upstream_data size={size} eos={eos} data={:?}",
+            String::from_utf8_lossy(&data)
+        ));
+        Action::Continue
+    }
+
+    fn on_upstream_close(&mut self, peer: PeerType) {
+        self.log(&format!("cb on_upstream_close peer={peer:?}"));
+    }
+
+    fn on_log(&mut self) {
+        self.log("cb on_log");
     }
 }
 
@@ -176,6 +259,13 @@ impl HttpContext for Stream {
             let header = self.get_http_request_header("x-fid-empty");
             let query = self.get_property(vec!["request", "query"]);
             self.log(&format!("empty header={header:?} query={query:?}"));
+        }
+        if self.has("globals") {
+            self.log(&format!(
+                "globals roots={} streams={}",
+                ROOTS.load(Ordering::Relaxed),
+                STREAMS.load(Ordering::Relaxed)
+            ));
         }
         if self.has("shared") {
             let set = self.set_shared_data("fidelity", Some(b"v1"), None);
