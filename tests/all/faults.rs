@@ -1,4 +1,5 @@
-//! Faults (issue 14), each in real Envoy and in the harness, short and
+//! Faults (issue 14), each in real Envoy, in the harness and in the
+//! reference data path (`meshward-data-path`), short and
 //! bounded: a filter that traps (fail closed: every affected request 503,
 //! none let through; fail open only where configured, and then the
 //! authorization filter still decides), an invalid configuration (refused
@@ -8,9 +9,13 @@
 //! request allowed that policy denies).
 //!
 //! Traps come from a test guest (`tests/guests/fault-filter`) placed in
-//! the chain, never from a hook in the shipped filters. The reference data
-//! path is not covered here (it was being built in parallel).
+//! the chain, never from a hook in the shipped filters. The data path runs
+//! on the Envoy rig's port and certificates, so the same probes and client
+//! reach it; for the restart it runs in a process of its own, killed and
+//! started again under load.
 
+#[path = "faults/data_path.rs"]
+pub(crate) mod data_path;
 #[path = "faults/rig.rs"]
 pub(crate) mod rig;
 
@@ -18,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use meshward_data_path::DataPath;
 use meshward_filter_glue::PEER_ID_PROPERTY;
 use meshward_harness::{Error, Host, LogLevel, PluginConfig, Properties, Request};
 use meshward_tests::{authz_filter_config, filter_wasm};
@@ -337,30 +343,10 @@ async fn wait_stat(envoy: &meshward_envoy::Envoy, name: &str, at_least: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configuration_change_under_load_fails_no_request_in_envoy() {
-    let rig = Arc::new(Rig::new().await);
-    let identity =
-        || identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]}));
-    let config = rig.bootstrap(&[identity(), authz_filter(ORDERS)], Listener::Lds);
-    let envoy = rig.start(&config).await;
-    wait_stat(&envoy, "listener_manager.lds.update_success", 1).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = load(&rig, 2, &stop, 400);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // A -> B: the backend may now read the API.
-    let b = orders_and_backend();
-    rig.write_lds(&[identity(), authz_filter(&b)]);
-    wait_stat(&envoy, "listener_manager.lds.update_success", 2).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // B -> invalid: refused, B kept.
-    rig.write_lds(&[
-        identity(),
-        authz_filter("permit(principal, action, resource) when { context.nope };"),
-    ]);
-    wait_stat(&envoy, "listener_manager.lds.update_rejected", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
+/// Checks what the load workers saw across a change from the orders
+/// policy (A) to [`orders_and_backend`] (B): no request failed, and each was
+/// decided wholly by A or by B, A before B.
+async fn assert_decided_by_a_then_b(workers: Vec<tokio::task::JoinHandle<Answers>>) {
     let mut total = 0;
     for w in workers {
         let results = w.await.unwrap();
@@ -389,6 +375,33 @@ async fn a_configuration_change_under_load_fails_no_request_in_envoy() {
         assert!(seen_b, "the new policy never applied");
     }
     assert!(total >= 20, "only {total} requests under load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_under_load_fails_no_request_in_envoy() {
+    let rig = Arc::new(Rig::new().await);
+    let identity =
+        || identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]}));
+    let config = rig.bootstrap(&[identity(), authz_filter(ORDERS)], Listener::Lds);
+    let envoy = rig.start(&config).await;
+    wait_stat(&envoy, "listener_manager.lds.update_success", 1).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&rig, 2, &stop, 400);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A -> B: the backend may now read the API.
+    let b = orders_and_backend();
+    rig.write_lds(&[identity(), authz_filter(&b)]);
+    wait_stat(&envoy, "listener_manager.lds.update_success", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // B -> invalid: refused, B kept.
+    rig.write_lds(&[
+        identity(),
+        authz_filter("permit(principal, action, resource) when { context.nope };"),
+    ]);
+    wait_stat(&envoy, "listener_manager.lds.update_rejected", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_decided_by_a_then_b(workers).await;
     assert!(
         envoy.logs().contains("context.nope") || envoy.logs().contains("configuration refused"),
         "{}",
@@ -422,6 +435,18 @@ async fn a_restart_under_load_allows_nothing_policy_denies_in_envoy() {
     let envoy = rig.start(&config).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
+    assert_nothing_denied_allowed_across_a_restart(workers).await;
+    assert_decided_by_policy("after the restart", &probe_all(&rig).await);
+    drop(envoy);
+}
+
+/// Checks what the load workers saw across a restart: every answer is the
+/// policy's (or a 503 while the proxy starts), never a 200 the policy
+/// denies; some requests found nothing listening, and some were answered
+/// after that.
+async fn assert_nothing_denied_allowed_across_a_restart(
+    workers: Vec<tokio::task::JoinHandle<Answers>>,
+) {
     let (mut ok, mut refused, mut after_gap) = (0, 0, 0);
     for w in workers {
         let mut gap = false;
@@ -451,6 +476,246 @@ async fn a_restart_under_load_allows_nothing_policy_denies_in_envoy() {
         after_gap > 0,
         "no request answered after the restart ({ok} answered before)"
     );
+}
+
+// ---------------------------------------------------------------- data path
+
+/// The probe with the trap header (instead of its own headers: a trapping
+/// request is answered by the host, whatever else it carries).
+fn trapping(p: &Probe) -> Probe {
+    Probe {
+        headers: &[TRAP],
+        ..*p
+    }
+}
+
+/// The data path with the fault filter then the authorization filter,
+/// deciding the probes by policy before any trap.
+async fn data_path_trap(fail_open: bool) -> (Rig, DataPath) {
+    let rig = Rig::new().await;
+    let dp = DataPath::start(data_path::config(
+        &rig,
+        vec![
+            data_path::filter(&fault_filter("trap-on-header"), fail_open),
+            data_path::filter(&authz_filter_connection(), false),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_decided_by_policy("before the trap", &probe_all(&rig).await);
+    (rig, dp)
+}
+
+fn policy_status(p: &Probe) -> u16 {
+    if p.allowed { 200 } else { 403 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_fails_closed_in_the_data_path() {
+    let (rig, dp) = data_path_trap(false).await;
+    let forwarded = dp.metrics().requests("forwarded");
+    let rounds = 3;
+    for _ in 0..rounds {
+        for p in PROBES {
+            // The trapping request is answered 503 and reaches nobody,
+            // whatever the policy says of it.
+            assert_eq!(rig.send(&trapping(p)).await, Ok(503), "{p:?} with a trap");
+            // The failed instance is replaced, not reused: the next
+            // request is decided by policy again.
+            assert_eq!(
+                rig.send(p).await,
+                Ok(policy_status(p)),
+                "{p:?} after a trap"
+            );
+        }
+    }
+    let allowed = PROBES.iter().filter(|p| p.allowed).count() as u64;
+    assert_eq!(
+        dp.metrics().requests("forwarded") - forwarded,
+        rounds * allowed,
+        "a trapping request reached the application"
+    );
+    // Counted, as failures and as the reason for the denials.
+    let trapped = rounds * PROBES.len() as u64;
+    let text = dp.metrics().render();
+    assert!(
+        text.contains(&format!(
+            "meshward_filter_failures_total{{filter=\"meshward_fault\",fail_open=\"false\"}} {trapped}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "meshward_decisions_total{{decision=\"deny\",reason=\"filter_failed\"}} {trapped}"
+        )),
+        "{text}"
+    );
+    dp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_fails_open_only_where_configured_in_the_data_path() {
+    let (rig, dp) = data_path_trap(true).await;
+    for _ in 0..2 {
+        for p in PROBES {
+            // Past the failed filter the authorization filter still
+            // decides: nothing the policy denies gets through.
+            assert_eq!(
+                rig.send(&trapping(p)).await,
+                Ok(policy_status(p)),
+                "{p:?} with a trap, fail open"
+            );
+        }
+    }
+    let text = dp.metrics().render();
+    assert!(
+        text.contains(&format!(
+            "meshward_filter_failures_total{{filter=\"meshward_fault\",fail_open=\"true\"}} {}",
+            2 * PROBES.len()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("fail_open=\"false\""), "{text}");
+    assert!(!text.contains("filter_failed"), "{text}");
+    dp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_configuration_is_refused_and_the_last_valid_kept_in_the_data_path() {
+    let rig = Rig::new().await;
+    let identity = |config: serde_json::Value| data_path::filter(&identity_filter(config), false);
+    let good_identity = || identity(serde_json::json!({"allowed_trust_domains": ["example.org"]}));
+    let authz = |policies: &str| data_path::filter(&authz_filter(policies), false);
+    let bad_policy = "permit(principal, action, resource) when { context.nope };";
+    // At start: refused with the filter's name and reason; nothing listens.
+    let e = DataPath::start(data_path::config(
+        &rig,
+        vec![good_identity(), authz(bad_policy)],
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("filter `meshward_authz`"), "{e}");
+    assert!(rig.send(&PROBES[0]).await.is_err(), "something listens");
+    let dp = DataPath::start(data_path::config(
+        &rig,
+        vec![good_identity(), authz(ORDERS)],
+    ))
+    .await
+    .unwrap();
+    assert_decided_by_policy("at start", &probe_all(&rig).await);
+    // On reload: each refused whole, with the filter that refused it; the
+    // running configuration decides every request meanwhile.
+    let refused = [
+        vec![good_identity(), authz(bad_policy)],
+        vec![
+            identity(serde_json::json!({"allowed_trust_domains": "example.org"})),
+            authz(ORDERS),
+        ],
+        vec![
+            data_path::filter(&fault_filter("reject"), false),
+            good_identity(),
+            authz(ORDERS),
+        ],
+        vec![
+            data_path::filter(&fault_filter("trap-on-configure"), true),
+            good_identity(),
+            authz(ORDERS),
+        ],
+    ];
+    let n = refused.len();
+    for (i, filters) in refused.into_iter().enumerate() {
+        let e = dp
+            .reload(data_path::config(&rig, filters))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("filter `meshward_"), "{i}: {e}");
+        assert_decided_by_policy(&format!("after refused reload {i}"), &probe_all(&rig).await);
+    }
+    let text = dp.metrics().render();
+    assert!(
+        text.contains(&format!(
+            "meshward_config_reloads_total{{result=\"failed\"}} {n}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("meshward_config_reloads_total{result=\"ok\"} 0"),
+        "{text}"
+    );
+    dp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_under_load_fails_no_request_in_the_data_path() {
+    let rig = Arc::new(Rig::new().await);
+    let chain = |policies: &str| {
+        vec![
+            data_path::filter(
+                &identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]})),
+                false,
+            ),
+            data_path::filter(&authz_filter(policies), false),
+        ]
+    };
+    let dp = DataPath::start(data_path::config(&rig, chain(ORDERS)))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&rig, 2, &stop, 4000);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A -> B: the backend may now read the API.
+    dp.reload(data_path::config(&rig, chain(&orders_and_backend())))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // B -> invalid: refused, B kept.
+    dp.reload(data_path::config(
+        &rig,
+        chain("permit(principal, action, resource) when { context.nope };"),
+    ))
+    .await
+    .unwrap_err();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_decided_by_a_then_b(workers).await;
+    let backend_read = PROBES
+        .iter()
+        .find(|p| p.peer == Peer::Backend && p.headers.is_empty())
+        .unwrap();
+    assert_eq!(rig.send(backend_read).await, Ok(200));
+    let text = dp.metrics().render();
+    assert!(
+        text.contains("meshward_config_reloads_total{result=\"ok\"} 1")
+            && text.contains("meshward_config_reloads_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+    dp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_load_allows_nothing_policy_denies_in_the_data_path() {
+    let rig = Arc::new(Rig::new().await);
+    let filters = [
+        (
+            identity_filter(serde_json::json!({"allowed_trust_domains": ["example.org"]})),
+            false,
+        ),
+        (authz_filter(ORDERS), false),
+    ];
+    let max = Duration::from_secs(600);
+    let first = tokio::task::block_in_place(|| data_path::Process::start(&rig, &filters, max));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&rig, 2, &stop, 4000);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Killed (SIGKILL, no drain) under load; the clients keep sending while
+    // nothing listens and while the new process compiles its filters.
+    drop(first);
+    let second = tokio::task::block_in_place(|| data_path::Process::start(&rig, &filters, max));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_nothing_denied_allowed_across_a_restart(workers).await;
     assert_decided_by_policy("after the restart", &probe_all(&rig).await);
-    drop(envoy);
+    drop(second);
 }

@@ -334,7 +334,11 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                             Ok(()) => eprintln!("meshward: reloaded"),
                             Err(e) => eprintln!("meshward: reload refused, the previous configuration stays: {e}"),
                         },
-                        Err(e) => eprintln!("meshward: reload refused, the previous configuration stays: {e}"),
+                        Err(e) => {
+                            // Counted and logged as any refused reload.
+                            dp.reload_refused(&e);
+                            eprintln!("meshward: reload refused, the previous configuration stays: {e}");
+                        }
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,

@@ -41,6 +41,18 @@ pub(crate) enum ChainOutcome {
     Unavailable(String),
 }
 
+/// A filter that failed (trapped, ran out of time or memory) while
+/// deciding one request.
+pub(crate) struct FilterFailure {
+    /// The filter's name in the chain.
+    pub(crate) filter: String,
+    /// Whether the request went on past it (`fail_open`) or was answered
+    /// 503 by the host.
+    pub(crate) fail_open: bool,
+    /// What went wrong, as the harness tells it.
+    pub(crate) message: String,
+}
+
 /// Compiled modules by their sha256, so a reload that keeps a module does
 /// not compile it again.
 pub(crate) type ModuleCache = Mutex<HashMap<[u8; 32], Filter>>;
@@ -136,21 +148,29 @@ impl Chain {
     /// Runs `request` through every filter in order. Each filter gets the
     /// connection's properties plus the filter state the filters before it
     /// set (`proxy_set_property`), as they would share it in Envoy.
-    pub(crate) fn run(&self, request: ChainRequest<'_>) -> ChainOutcome {
+    /// Returns the outcome and the filters that failed on the way, so they
+    /// are counted whether the chain failed closed or open.
+    pub(crate) fn run(&self, request: ChainRequest<'_>) -> (ChainOutcome, Vec<FilterFailure>) {
         let mut instance = match self.checkout() {
             Ok(i) => i,
-            Err(e) => return ChainOutcome::Unavailable(e),
+            Err(e) => return (ChainOutcome::Unavailable(e), Vec::new()),
         };
-        let outcome = run_instance(&mut instance, request);
+        let mut failures = Vec::new();
+        let outcome = run_instance(&mut instance, &self.filters, request, &mut failures);
         for plugin in &mut instance {
             forward_logs(plugin);
         }
         self.checkin(instance);
-        outcome
+        (outcome, failures)
     }
 }
 
-fn run_instance(instance: &mut [Plugin], request: ChainRequest<'_>) -> ChainOutcome {
+fn run_instance(
+    instance: &mut [Plugin],
+    filters: &[(FilterSpec, Filter)],
+    request: ChainRequest<'_>,
+    failures: &mut Vec<FilterFailure>,
+) -> ChainOutcome {
     let ChainRequest {
         mut headers,
         mut body,
@@ -158,7 +178,7 @@ fn run_instance(instance: &mut [Plugin], request: ChainRequest<'_>) -> ChainOutc
     } = request;
     let now = SystemTime::now();
     let mut filter_state: Vec<(String, Value)> = Vec::new();
-    for plugin in instance.iter_mut() {
+    for (plugin, (spec, _)) in instance.iter_mut().zip(filters) {
         // The harness's clock is virtual; a long-running data path moves
         // it to the real time before each request (certificates expire,
         // policies read `context.time`).
@@ -178,6 +198,13 @@ fn run_instance(instance: &mut [Plugin], request: ChainRequest<'_>) -> ChainOutc
         }
         let state = stream.properties();
         let exchange = stream.finish();
+        if let Some(failure) = &exchange.failure {
+            failures.push(FilterFailure {
+                filter: spec.name.clone(),
+                fail_open: spec.fail_open,
+                message: failure.to_string(),
+            });
+        }
         match exchange.upstream_request {
             Some(forwarded) => {
                 headers = forwarded.headers;

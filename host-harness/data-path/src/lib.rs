@@ -29,6 +29,19 @@
 //! without dropping a connection; [`DataPath::shutdown`] drains. Metrics are
 //! served in Prometheus' text format on a separate local port.
 //!
+//! Faults: a filter whose VM fails on a request (trap, deadline, memory
+//! cap) fails that request closed, a 503 that reaches nobody, unless the
+//! filter is configured `fail_open`; either way it is logged and counted
+//! (`meshward_filter_failures_total`), and the failed instance is replaced
+//! for the next request. A configuration that does not build (a module
+//! that does not load, a filter that refuses its configuration or traps
+//! configuring it, a bad certificate) is refused whole: at start the data
+//! path does not start; on reload the last valid configuration stays,
+//! logged (`configuration refused; the previous one stays`) and counted
+//! (`meshward_config_reloads_total{result="failed"}`). A reload swaps one
+//! whole configuration for another: each request is decided by one of
+//! them, never a mix.
+//!
 //! What it does not do (yet): the response path does not pass through the
 //! filters' response callbacks (meshward's filters decide on the request),
 //! and bodies are buffered whole, up to [`Limits::max_body_bytes`].

@@ -78,6 +78,7 @@ impl RequestResult {
 pub struct Metrics {
     requests: Mutex<BTreeMap<RequestResult, u64>>,
     decisions: Mutex<BTreeMap<(bool, String), u64>>,
+    filter_failures: Mutex<BTreeMap<(String, bool), u64>>,
     handshakes_ok: AtomicU64,
     handshakes_failed: AtomicU64,
     connections: AtomicI64,
@@ -101,6 +102,14 @@ impl Metrics {
             *m.entry((allowed, reason.to_owned())).or_default() += 1;
         }
         self.filter_latency.observe(took);
+    }
+
+    /// A filter's VM failed on a request; `fail_open` says whether the
+    /// request went on without it.
+    pub(crate) fn filter_failure(&self, filter: &str, fail_open: bool) {
+        if let Ok(mut m) = self.filter_failures.lock() {
+            *m.entry((filter.to_owned(), fail_open)).or_default() += 1;
+        }
     }
 
     pub(crate) fn handshake(&self, ok: bool) {
@@ -165,6 +174,16 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP meshward_filter_failures_total Filter VMs that failed on a request (trap, deadline, memory cap), by filter and by whether the request then went on (fail_open) or was answered 503.\n# TYPE meshward_filter_failures_total counter\n");
+        if let Ok(m) = self.filter_failures.lock() {
+            for ((filter, fail_open), v) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "meshward_filter_failures_total{{filter=\"{}\",fail_open=\"{fail_open}\"}} {v}",
+                    escape(filter)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP meshward_tls_handshakes_total TLS handshakes on the listener.\n# TYPE meshward_tls_handshakes_total counter\nmeshward_tls_handshakes_total{{result=\"ok\"}} {}\nmeshward_tls_handshakes_total{{result=\"failed\"}} {}",
@@ -213,6 +232,7 @@ mod tests {
         m.request(RequestResult::Forwarded, Duration::from_micros(300));
         m.request(RequestResult::LocalReply, Duration::from_millis(3));
         m.decision(false, "no_permit", Duration::from_micros(50));
+        m.filter_failure("fault", false);
         let text = m.render();
         assert!(
             text.contains("meshward_requests_total{result=\"forwarded\"} 1"),
@@ -220,6 +240,10 @@ mod tests {
         );
         assert!(
             text.contains("meshward_decisions_total{decision=\"deny\",reason=\"no_permit\"} 1")
+        );
+        assert!(
+            text.contains("meshward_filter_failures_total{filter=\"fault\",fail_open=\"false\"} 1"),
+            "{text}"
         );
         assert!(text.contains("meshward_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("meshward_request_duration_seconds_bucket{le=\"0.005\"} 2"));

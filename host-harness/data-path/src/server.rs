@@ -160,12 +160,14 @@ impl DataPath {
     /// with the old one; new connections, and new requests on open
     /// connections, get the new one. A configuration that does not build is
     /// refused and the old one stays. The listen addresses cannot change.
+    /// Every refusal is logged (`configuration refused; the previous one
+    /// stays`, with the reason) and counted in
+    /// `meshward_config_reloads_total{result="failed"}`.
     pub async fn reload(&self, config: Config) -> Result<(), Error> {
         if config.listen != self.shared.listen {
-            self.shared.metrics.reload(false);
-            return Err(Error::Config(
-                "a reload cannot change the listen address".to_owned(),
-            ));
+            let e = Error::Config("a reload cannot change the listen address".to_owned());
+            self.reload_refused(&e);
+            return Err(e);
         }
         let shared = self.shared.clone();
         let built = tokio::task::spawn_blocking(move || {
@@ -184,11 +186,19 @@ impl DataPath {
                 Ok(())
             }
             Err(e) => {
-                self.shared.metrics.reload(false);
-                tracing::warn!(error = %e, "configuration refused; the previous one stays");
+                self.reload_refused(&e);
                 Err(e)
             }
         }
+    }
+
+    /// Records a reload that was refused before it reached
+    /// [`DataPath::reload`] (a configuration file that does not parse, a
+    /// policy that does not validate), as a refused reload is: logged with
+    /// its reason, counted, the running configuration kept.
+    pub fn reload_refused(&self, reason: &dyn std::fmt::Display) {
+        self.shared.metrics.reload(false);
+        tracing::warn!(error = %reason, "configuration refused; the previous one stays");
     }
 
     /// Stops accepting, lets open connections finish their requests (HTTP/2
@@ -465,12 +475,24 @@ async fn decide_and_forward(
     };
 
     let chain_start = Instant::now();
-    let outcome = generation.chain.run(ChainRequest {
+    let (outcome, failures) = generation.chain.run(ChainRequest {
         headers,
         body: body.to_vec(),
         properties,
     });
     let chain_took = chain_start.elapsed();
+    let mut failed_closed = false;
+    for f in &failures {
+        shared.metrics.filter_failure(&f.filter, f.fail_open);
+        failed_closed |= !f.fail_open;
+        tracing::error!(
+            filter = %f.filter,
+            fail_open = f.fail_open,
+            error = %f.message,
+            "filter failed; {}",
+            if f.fail_open { "the request goes on without it (fail_open)" } else { "the request is answered 503" }
+        );
+    }
     match outcome {
         ChainOutcome::Forward { headers, body } => {
             shared.metrics.decision(true, "allowed", chain_took);
@@ -495,9 +517,15 @@ async fn decide_and_forward(
             headers,
             body,
         } => {
-            let reason = meshward_harness_header(&headers, "x-meshward-deny-reason")
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("local_reply_{status}"));
+            // A filter that failed closed answered for the host: that is
+            // the reason, whatever the reply carries.
+            let reason = if failed_closed {
+                "filter_failed".to_owned()
+            } else {
+                meshward_harness_header(&headers, "x-meshward-deny-reason")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("local_reply_{status}"))
+            };
             shared.metrics.decision(false, &reason, chain_took);
             Ok((
                 RequestResult::LocalReply,

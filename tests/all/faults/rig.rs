@@ -111,6 +111,17 @@ impl Rig {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// A file of the rig's folder (`ca.pem`, `server.pem`,
+    /// `server-key.pem`, or one a test writes there).
+    pub(crate) fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The application behind the proxy.
+    pub(crate) fn upstream_addr(&self) -> SocketAddr {
+        self.upstream.addr()
+    }
+
     /// The rendered two-filter sidecar bootstrap, as YAML.
     fn rendered(&self, filters: &[FilterSpec]) -> serde_yaml_ng::Value {
         let mut text =
