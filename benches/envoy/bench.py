@@ -807,7 +807,7 @@ def native_targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
         by.setdefault((s.concurrency, s.round), {})[s.variant] = s
     out = ["### Issue 15's targets (native module, 10 policies; ✓ met, ✗ not met in this run)", "",
            "| conc | added CPU µs/req, paced | trivial's | closed loop | trivial's | added RSS MiB (≤ 5) "
-           "| ready s (≤ 0.2) | none's ready s |",
+           "| ready s added (≤ 0.2) | ready s, native / none |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for conc in args.concurrency:
         rs = [r for (c, _), r in by.items() if c == conc and {"native-10", "trivial", "none"} <= r.keys()]
@@ -821,12 +821,14 @@ def native_targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
         closed = added("native-10", "closed_cpu_us_per_request")
         tclosed = added("trivial", "closed_cpu_us_per_request")
         rss = added("native-10", "rss_mib")
-        ready = med([r["native-10"].ready_s for r in rs])
+        # Envoy's own start is the same with or without the module: the
+        # target is on what the module adds to it.
+        ready = added("native-10", "ready_s")
         out.append(
             f"| {conc} | {cpu:+.1f}{' ✓' if cpu <= tcpu else ' ✗'} | {tcpu:+.1f} | "
             f"{closed:+.1f}{' ✓' if closed <= tclosed else ' ✗'} | {tclosed:+.1f} | "
-            f"{rss:+.1f}{' ✓' if rss <= 5 else ' ✗'} | {ready:.2f}{' ✓' if ready <= 0.2 else ' ✗'} | "
-            f"{med([r['none'].ready_s for r in rs]):.2f} |"
+            f"{rss:+.1f}{' ✓' if rss <= 5 else ' ✗'} | {ready:+.2f}{' ✓' if ready <= 0.2 else ' ✗'} | "
+            f"{med([r['native-10'].ready_s for r in rs]):.2f} / {med([r['none'].ready_s for r in rs]):.2f} |"
         )
     out.append("")
     return out
