@@ -259,6 +259,28 @@ def chain_config(n: int) -> str:
     return json.dumps({"identity": json.loads(IDENTITY_CONFIG), "authz": json.loads(authz_config(n, "identity_filter"))})
 
 
+# meshward's Envoy dynamic module (`scripts/build-native-module`): the same
+# chain as `chain-10` natively, from the same JSON configuration.
+NATIVE_MODULE = Path(os.environ.get("MESHWARD_NATIVE_MODULE",
+                                    ROOT / "target" / "release" / "libmeshward_dynamic_module.so"))
+
+
+def native_filter(config: str) -> dict:
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {
+                "name": "meshward_dynamic_module",
+                "do_not_close": True,
+                "module": {"local": {"filename": str(NATIVE_MODULE)}},
+            },
+            "filter_name": "meshward",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config},
+        },
+    }
+
+
 @dataclass
 class Variant:
     name: str
@@ -379,6 +401,10 @@ def variants(wasm_dir: Path, alts: list[tuple[str, Path]] = ()) -> list[Variant]
                 [mtls], True),
         Variant("mtls-1000", "identity + authz in one context, mTLS-only module, 1,000 policies",
                 chain(1000, mtls), [mtls], True),
+        Variant("native-10", "native dynamic module (identity + authz), 10 policies",
+                [native_filter(chain_config(10))], [NATIVE_MODULE], True),
+        Variant("native-1000", "native dynamic module, 1,000 policies",
+                [native_filter(chain_config(1000))], [NATIVE_MODULE], True),
     ] + extra
 
 
@@ -725,7 +751,8 @@ def med(xs):
 # The variants issue 10's targets are read on (both filters, 10 policies),
 # and the 1,000-policy variant each scales to.
 HEADLINE = (("both-10", "both-1000"), ("both-10-shared", None), ("chain-10", "chain-1000"),
-            ("mtls-10", "mtls-1000"))
+            ("mtls-10", "mtls-1000"),
+            ("native-10", "native-1000"))
 
 
 def targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
@@ -772,6 +799,45 @@ def targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
                 f"{med(ready):.2f}{' ✓' if med(ready) <= 1 else ' ✗'} | "
                 f"{size:.2f}{' ✓' if size <= 1.5 else ' ✗'} | {fmt(scale, 1.5) if big else ''} |"
             )
+    out.append("")
+    return out
+
+
+def native_targets(samples: list[Sample], vs: list[Variant], args) -> list[str]:
+    """Issue 15's targets for the native module with 10 policies, from the
+    same rounds: added CPU per request at most the trivial wasm filter's,
+    added resident memory at most 5 MiB, ready within 0.2 s."""
+    names = {v.name for v in vs}
+    if not {"native-10", "trivial", "none"} <= names:
+        return []
+    by = {}
+    for s in samples:
+        by.setdefault((s.concurrency, s.round), {})[s.variant] = s
+    out = ["### Issue 15's targets (native module, 10 policies; ✓ met, ✗ not met in this run)", "",
+           "| conc | added CPU µs/req, paced | trivial's | closed loop | trivial's | added RSS MiB (≤ 5) "
+           "| ready s added (≤ 0.2) | ready s, native / none |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for conc in args.concurrency:
+        rs = [r for (c, _), r in by.items() if c == conc and {"native-10", "trivial", "none"} <= r.keys()]
+        if not rs:
+            continue
+
+        def added(name, key):
+            return med([getattr(r[name], key) - getattr(r["none"], key) for r in rs])
+
+        cpu, tcpu = added("native-10", "cpu_us_per_request"), added("trivial", "cpu_us_per_request")
+        closed = added("native-10", "closed_cpu_us_per_request")
+        tclosed = added("trivial", "closed_cpu_us_per_request")
+        rss = added("native-10", "rss_mib")
+        # Envoy's own start is the same with or without the module: the
+        # target is on what the module adds to it.
+        ready = added("native-10", "ready_s")
+        out.append(
+            f"| {conc} | {cpu:+.1f}{' ✓' if cpu <= tcpu else ' ✗'} | {tcpu:+.1f} | "
+            f"{closed:+.1f}{' ✓' if closed <= tclosed else ' ✗'} | {tclosed:+.1f} | "
+            f"{rss:+.1f}{' ✓' if rss <= 5 else ' ✗'} | {ready:+.2f}{' ✓' if ready <= 0.2 else ' ✗'} | "
+            f"{med([r['native-10'].ready_s for r in rs]):.2f} / {med([r['none'].ready_s for r in rs]):.2f} |"
+        )
     out.append("")
     return out
 
@@ -834,6 +900,7 @@ def report(samples: list[Sample], vs: list[Variant], args, header: str) -> str:
             )
         out.append("")
     out.extend(targets(samples, vs, args))
+    out.extend(native_targets(samples, vs, args))
     out.append(
         "CPU µs/req, p50, p99: at the paced load (each connection pauses `--pause-ms` after "
         "each response); CPU is the server's utime+stime over the requests it counted. max req/s: "

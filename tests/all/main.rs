@@ -14,6 +14,7 @@ mod authz_e2e;
 mod authz_harness;
 mod chain_harness;
 mod differential;
+mod dynamic_module;
 mod envoy_configs;
 mod envoy_ecds;
 mod envoy_examples;
