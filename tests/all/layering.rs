@@ -96,9 +96,8 @@ fn every_cdylib_is_a_shipped_filter_or_a_test_guest() {
         .collect();
     // The native Envoy dynamic module is a shipped filter too, built for
     // the host by `scripts/build-native-module`, never for wasm32.
-    const NATIVE: &[&str] = &["meshward-dynamic-module"];
     for p in workspace_packages().iter().filter(|p| p.cdylib) {
-        if NATIVE.contains(&p.name.as_str()) {
+        if meshward_tests::NATIVE_MODULES.contains(&p.name.as_str()) {
             assert!(
                 p.dir.starts_with("filters"),
                 "{}: shipped filters live in filters/",

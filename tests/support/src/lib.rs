@@ -118,12 +118,17 @@ pub fn workspace_packages() -> Vec<Package> {
         .collect()
 }
 
-/// Every filter package in the workspace (every package with a `cdylib`
-/// target), read from the manifests so a new filter cannot be forgotten.
+/// The shipped filters that are native shared objects for Envoy (dynamic
+/// modules, `scripts/build-native-module`), never wasm.
+pub const NATIVE_MODULES: &[&str] = &["meshward-dynamic-module"];
+
+/// Every wasm filter package in the workspace (every package with a
+/// `cdylib` target but the [`NATIVE_MODULES`]), read from the manifests so
+/// a new filter cannot be forgotten.
 pub fn filter_packages() -> Vec<String> {
     let mut found: Vec<String> = workspace_packages()
         .into_iter()
-        .filter(|p| p.cdylib)
+        .filter(|p| p.cdylib && !NATIVE_MODULES.contains(&p.name.as_str()))
         .map(|p| p.name)
         .collect();
     found.sort();
