@@ -57,6 +57,11 @@ impl TagFilter {
         filter
     }
 
+    /// Adds the tag names one more policy (Cedar's JSON policy format) reads.
+    pub fn add_json(&mut self, policy: &serde_json::Value) {
+        self.visit(policy);
+    }
+
     /// Marks every tag as read (a policy the caller could not inspect).
     pub fn keep_all(&mut self) {
         self.all = true;
