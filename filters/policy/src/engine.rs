@@ -363,6 +363,13 @@ impl PolicyEngine {
         })
     }
 
+    /// Whether some policy reads request header `name` (any case). A
+    /// filter need not hand over the others: they cannot change a decision
+    /// (nor make a request invalid: see [`RequestFacts::headers`]).
+    pub fn reads_header(&self, name: &str) -> bool {
+        self.tags.keeps_lowercased(name)
+    }
+
     /// What the filter should do with denies.
     pub fn mode(&self) -> Mode {
         self.mode

@@ -16,7 +16,7 @@ fn config(format: &str, policies: &[(&str, String)]) -> String {
         .map(|(id, p)| format!(r#"{{"id": "{id}", "policy": {p}}}"#))
         .collect();
     format!(
-        r#"{{"format": "{format}", "policies": [{}], "actions": {{}}}}"#,
+        r#"{{"format": "{format}", "policies": [{}], "actions": {{"GET": []}}}}"#,
         policies.join(",")
     )
 }
@@ -96,4 +96,33 @@ fn a_policy_list_that_is_not_a_list_is_a_json_error() {
         matches!(&e, ConfigError::Json(m) if m.contains("a list of compiled policies")),
         "{e:?}"
     );
+}
+
+#[test]
+fn reads_header_names_the_headers_a_policy_reads_in_any_case() {
+    let text = config(COMPILED_FORMAT, &[("b", permit("forbid", READS_TAG))]);
+    let engine = PolicyEngine::from_config(text.as_bytes()).unwrap();
+    for name in ["x-team", "X-Team", "X-TEAM"] {
+        assert!(engine.reads_header(name), "{name}");
+    }
+    for name in ["x-teams", "user-agent", ""] {
+        assert!(!engine.reads_header(name), "{name}");
+    }
+}
+
+#[test]
+fn a_header_read_by_a_policy_is_found_whatever_its_case() {
+    let text = config(COMPILED_FORMAT, &[("b", permit("forbid", READS_TAG))]);
+    let engine = PolicyEngine::from_config(text.as_bytes()).unwrap();
+    let spiffe = meshward_identity::SpiffeId::parse("spiffe://example.org/ns/a/sa/b").unwrap();
+    let plain = RequestFacts::new("GET", "svc.local", "/").with_peer(spiffe);
+    // No permit applies either way; the forbid's `hasTag` decides whether
+    // the forbid is the reason.
+    let without = engine.decide(&plain);
+    assert_eq!(without.reason, Reason::NoPermit, "{without:?}");
+    let with = engine.decide(&plain.clone().with_header("X-Team", "core"));
+    assert_eq!(with.reason, Reason::Forbidden, "{with:?}");
+    // An unread header that is not UTF-8 makes no request invalid.
+    let odd = engine.decide(&plain.with_header("x-other", [0xff_u8]));
+    assert_eq!(odd.reason, Reason::NoPermit, "{odd:?}");
 }
