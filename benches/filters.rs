@@ -47,6 +47,14 @@ fn authz_config() -> String {
     .unwrap()
 }
 
+/// `n` headers no policy reads, of 100-byte values, as proxies and
+/// tracing libraries add them.
+fn extra_headers(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("x-extra-{i}"), "v".repeat(100)))
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("filters");
     group.measurement_time(Duration::from_secs(4));
@@ -69,6 +77,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("filters - authz/permit - native", |b| {
         b.iter(|| assert!(engine.decide(black_box(&request)).allowed))
     });
+    for n in [16, 64] {
+        let mut request = request.clone();
+        for (k, v) in extra_headers(n) {
+            request = request.with_header(&k, &v);
+        }
+        group.bench_function(
+            format!("filters - authz/permit, {n} more headers of 100 bytes - native"),
+            |b| b.iter(|| assert!(engine.decide(black_box(&request)).allowed)),
+        );
+    }
 
     // Compiled: one VM per filter, reused across requests as Envoy does.
     let host = Host::new().unwrap();
@@ -117,6 +135,25 @@ fn bench(c: &mut Criterion) {
                 assert!(plugin.send(req).forwarded())
             })
         });
+        // How the cost grows with the request's headers: every header is
+        // read across the host boundary, only those a policy reads are kept.
+        for n in [16, 64] {
+            let extra = extra_headers(n);
+            group.bench_function(
+                format!("filters - authz/permit, {n} more headers of 100 bytes - {label}"),
+                |b| {
+                    b.iter(|| {
+                        let mut req = Request::get("/api/orders")
+                            .set_header(":authority", "orders.local")
+                            .header("user-agent", "bench");
+                        for (k, v) in &extra {
+                            req = req.header(k, v);
+                        }
+                        assert!(plugin.send(req).forwarded())
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }

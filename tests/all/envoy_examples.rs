@@ -37,7 +37,11 @@ impl Files {
         std::fs::write(certs.join("gateway-key.pem"), &gateway.key_pem).unwrap();
         let modules = dir.path().join("modules");
         std::fs::create_dir_all(&modules).unwrap();
-        for package in ["meshward-identity-filter", "meshward-authz-filter"] {
+        for package in [
+            "meshward-identity-filter",
+            "meshward-authz-filter",
+            "meshward-mtls-filter",
+        ] {
             let from = filter_wasm(package);
             std::fs::copy(&from, modules.join(from.file_name().unwrap())).unwrap();
         }

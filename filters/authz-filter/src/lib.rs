@@ -260,9 +260,15 @@ fn facts(config: &FilterConfig, headers: &[(String, Vec<u8>)], conn: &Connection
     let copies = ours.client_copies(headers);
     // A client's copy of an identity header is no fact: the verified
     // identity is the principal, and the copy is removed before forwarding.
+    // Headers no policy reads cannot change the decision: not copying them
+    // keeps a request's cost from growing with its headers.
     facts.headers = headers
         .iter()
-        .filter(|(name, _)| !name.starts_with(':') && !copies.contains(&name.as_str()))
+        .filter(|(name, _)| {
+            !name.starts_with(':')
+                && config.engine.reads_header(name)
+                && !copies.contains(&name.as_str())
+        })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     // `connection.mtls` says a certificate was presented; only with Envoy's

@@ -207,10 +207,15 @@ fn facts(
         others: &[],
     };
     let copies = ours.client_copies(headers);
-    // A client's copy of an identity header is no fact.
+    // A client's copy of an identity header is no fact; a header no policy
+    // reads cannot change the decision, and is not copied.
     facts.headers = headers
         .iter()
-        .filter(|(name, _)| !name.starts_with(':') && !copies.contains(&name.as_str()))
+        .filter(|(name, _)| {
+            !name.starts_with(':')
+                && config.engine.reads_header(name)
+                && !copies.contains(&name.as_str())
+        })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     facts.mtls = conn.presented();

@@ -59,17 +59,17 @@ impl IdentityHeaders<'_> {
     }
 
     /// Removes every client copy of our headers from the request, given its
-    /// headers as read.
+    /// headers as read in the same callback (so that no other filter can
+    /// have added one since: every caller reads them in
+    /// `on_http_request_headers` and scrubs before returning).
     pub fn scrub(&self, present: &[(String, Vec<u8>)]) {
+        // Envoy's header map is case-insensitive, so removing the names as
+        // read covers every case and every spelling `spells` accepts; a name
+        // not among them is not in the map, and removing it would only cost
+        // a host call per request.
         for name in self.client_copies(present) {
             crate::set_request_header(name, None);
         }
-        // Envoy's header map is case-insensitive, so removing the names as
-        // read covers every case; the configured names themselves are
-        // removed too in case the map was read before another filter added
-        // one.
-        crate::set_request_header(self.peer_id, None);
-        crate::set_request_header(self.jwt_claims, None);
     }
 
     /// Writes the verified identity (after [`IdentityHeaders::scrub`]).

@@ -1,9 +1,11 @@
 //! The engine: one compiled configuration, many decisions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use crate::config::{COMPILED_FORMAT, CompiledConfig, ConfigError, Mode};
+use crate::config::{
+    COMPILED_FORMAT, CompiledConfig, CompiledPolicy, ConfigError, EntityRefJson, Mode,
+};
 use crate::eval::req::{ACTION, Req, ReqError, WORKLOAD};
 use crate::eval::{Policy, Scope, Uid, lower};
 use crate::facts::{InvalidRequest, RequestFacts};
@@ -257,10 +259,11 @@ impl PolicyEngine {
     /// [`CompiledConfig`]; `meshward compile` makes it). A configuration
     /// with Cedar text is refused with [`ConfigError::NotCompiled`].
     pub fn from_config(json: &[u8]) -> Result<Self, ConfigError> {
-        // Straight from the text: a JSON tree of the whole set first would
-        // double what configuring costs at its peak, and a VM's linear
-        // memory keeps its peak.
-        let config: CompiledConfig = match serde_json::from_slice(json) {
+        // Straight from the text, each policy lowered as soon as it is read
+        // (`Lowering`): a JSON tree of the whole set, or of every policy at
+        // once, would multiply what configuring costs at its peak, and a
+        // VM's linear memory keeps its peak.
+        let config: StreamedConfig = match serde_json::from_slice(json) {
             Ok(config) => config,
             Err(e) => {
                 /// Cedar text where compiled policies belong.
@@ -275,30 +278,51 @@ impl PolicyEngine {
                 return Err(ConfigError::Json(e.to_string()));
             }
         };
-        Self::from_compiled(&config)
+        Self::finish(
+            &config.format,
+            config.policies,
+            &config.actions,
+            config.mode,
+            config.require_peer_identity,
+        )
     }
 
     /// Builds an engine from a compiled configuration.
     #[doc(hidden)]
     pub fn from_compiled(config: &CompiledConfig) -> Result<Self, ConfigError> {
-        if config.format != COMPILED_FORMAT {
+        let mut lowering = Lowering::default();
+        for p in &config.policies {
+            lowering.add(p);
+        }
+        Self::finish(
+            &config.format,
+            lowering,
+            &config.actions,
+            config.mode,
+            config.require_peer_identity,
+        )
+    }
+
+    fn finish(
+        format: &str,
+        lowering: Lowering,
+        actions: &BTreeMap<String, Vec<EntityRefJson>>,
+        mode: Mode,
+        require_peer_identity: bool,
+    ) -> Result<Self, ConfigError> {
+        if format != COMPILED_FORMAT {
             return Err(ConfigError::Json(format!(
-                "unknown compiled format `{}` (this filter loads `{COMPILED_FORMAT}`)",
-                config.format
+                "unknown compiled format `{format}` (this filter loads `{COMPILED_FORMAT}`)"
             )));
         }
-        let mut policies = Vec::with_capacity(config.policies.len());
-        let mut seen = std::collections::HashSet::new();
-        for p in &config.policies {
-            if !seen.insert(p.id.as_str()) {
-                return Err(ConfigError::DuplicateId(p.id.clone()));
-            }
-            let lowered =
-                lower::policy(&p.id, &p.policy).map_err(|u| ConfigError::Unsupported {
-                    policy: p.id.clone(),
-                    construct: u.0,
-                })?;
-            policies.push(lowered);
+        let Lowering {
+            policies,
+            tags,
+            error,
+            ..
+        } = lowering;
+        if let Some(e) = error {
+            return Err(e);
         }
         let mut index = Index::default();
         for (i, p) in policies.iter().enumerate() {
@@ -316,8 +340,7 @@ impl PolicyEngine {
                 }
             }
         }
-        let actions = config
-            .actions
+        let actions = actions
             .iter()
             .map(|(id, groups)| {
                 let groups = groups
@@ -330,15 +353,21 @@ impl PolicyEngine {
                 (id.as_str().into(), groups)
             })
             .collect();
-        let tags = TagFilter::of_json(config.policies.iter().map(|p| &p.policy));
         Ok(Self {
-            mode: config.mode,
-            require_peer_identity: config.require_peer_identity,
+            mode,
+            require_peer_identity,
             policies,
             index,
             actions,
             tags,
         })
+    }
+
+    /// Whether some policy reads request header `name` (any case). A
+    /// filter need not hand over the others: they cannot change a decision
+    /// (nor make a request invalid: see [`RequestFacts::headers`]).
+    pub fn reads_header(&self, name: &str) -> bool {
+        self.tags.keeps_lowercased(name)
     }
 
     /// What the filter should do with denies.
@@ -456,3 +485,84 @@ pub fn precheck(facts: &RequestFacts, require_peer_identity: bool) -> Option<Dec
     }
     None
 }
+
+/// The compiled configuration as [`PolicyEngine::from_config`] reads it:
+/// [`CompiledConfig`] with the policies lowered as they are read.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamedConfig {
+    format: String,
+    policies: Lowering,
+    actions: BTreeMap<String, Vec<EntityRefJson>>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default = "yes")]
+    require_peer_identity: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Policies lowered one at a time, with the tag names they read. The first
+/// refusal (a duplicate id, a construct the evaluator does not support) is
+/// kept and the rest only read, so that the error is the one the whole set
+/// would give, without failing the JSON parse.
+#[derive(Default)]
+struct Lowering {
+    policies: Vec<Policy>,
+    ids: HashSet<String>,
+    tags: TagFilter,
+    error: Option<ConfigError>,
+}
+
+impl Lowering {
+    fn add(&mut self, p: &CompiledPolicy) {
+        if self.error.is_some() {
+            return;
+        }
+        if !self.ids.insert(p.id.clone()) {
+            self.error = Some(ConfigError::DuplicateId(p.id.clone()));
+            return;
+        }
+        match lower::policy(&p.id, &p.policy) {
+            Ok(lowered) => {
+                self.tags.add_json(&p.policy);
+                self.policies.push(lowered);
+            }
+            Err(u) => {
+                self.error = Some(ConfigError::Unsupported {
+                    policy: p.id.clone(),
+                    construct: u.0,
+                });
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Lowering {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Each;
+        impl<'de> serde::de::Visitor<'de> for Each {
+            type Value = Lowering;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of compiled policies")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Lowering, A::Error> {
+                let mut lowering = Lowering::default();
+                // One policy's tree at a time: dropped once lowered.
+                while let Some(p) = seq.next_element::<CompiledPolicy>()? {
+                    lowering.add(&p);
+                }
+                Ok(lowering)
+            }
+        }
+        deserializer.deserialize_seq(Each)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,10 @@ pub struct RequestFacts {
     /// The destination port the request arrived on.
     pub port: u16,
     /// The request headers in arrival order, names in any case, values as
-    /// bytes.
+    /// bytes. Only those some policy reads matter
+    /// ([`PolicyEngine::reads_header`](crate::PolicyEngine::reads_header)):
+    /// a header no policy reads is never looked at, so a caller may leave
+    /// it out.
     pub headers: Headers,
     /// The downstream peer's address.
     pub source: Option<SocketAddr>,

@@ -57,6 +57,11 @@ impl TagFilter {
         filter
     }
 
+    /// Adds the tag names one more policy (Cedar's JSON policy format) reads.
+    pub fn add_json(&mut self, policy: &serde_json::Value) {
+        self.visit(policy);
+    }
+
     /// Marks every tag as read (a policy the caller could not inspect).
     pub fn keep_all(&mut self) {
         self.all = true;
@@ -88,6 +93,19 @@ impl TagFilter {
         self.all || self.names.contains(name)
     }
 
+    /// Whether tag `name`, once lower-cased (ASCII), is read by some policy.
+    /// Allocates only for a name with upper-case letters, which Envoy never
+    /// hands over (it lower-cases header names).
+    pub fn keeps_lowercased(&self, name: &str) -> bool {
+        if self.all {
+            true
+        } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.names.contains(&name.to_ascii_lowercase())
+        } else {
+            self.names.contains(name)
+        }
+    }
+
     /// Whether no tag at all is read.
     pub fn is_empty(&self) -> bool {
         !self.all && self.names.is_empty()
@@ -108,10 +126,10 @@ pub fn header_values(facts: &RequestFacts, tags: &TagFilter) -> Result<Tagged, I
     }
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in facts.headers.iter() {
-        let name = name.to_ascii_lowercase();
-        if !tags.keeps(&name) {
+        if !tags.keeps_lowercased(name) {
             continue;
         }
+        let name = name.to_ascii_lowercase();
         let value = std::str::from_utf8(value).map_err(|_| InvalidRequest::Header(name.clone()))?;
         map.entry(name).or_default().push(value.to_owned());
     }
