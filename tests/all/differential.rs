@@ -373,12 +373,12 @@ fn harness_observe(
             response
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+                .map(|(k, v)| (k.as_str(), v.to_str().unwrap())),
             |n| HOST_RESPONSE_HEADERS.contains(&n),
         ),
         upstream: exchange.upstream_request.as_ref().map(|m| {
             header_map(
-                m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                m.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())),
                 |n| n.starts_with(':'),
             )
         }),

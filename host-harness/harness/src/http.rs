@@ -100,6 +100,12 @@ impl From<&str> for HeaderValue {
     }
 }
 
+impl From<&&str> for HeaderValue {
+    fn from(v: &&str) -> Self {
+        Self(v.as_bytes().to_vec())
+    }
+}
+
 impl From<&String> for HeaderValue {
     fn from(v: &String) -> Self {
         Self(v.as_bytes().to_vec())
