@@ -103,14 +103,28 @@ impl<'p> TcpConnection<'p> {
         if state.take_resume(Down) {
             state.drain_body_into(Down, &mut self.to_upstream);
         }
-        if state.is_reset() {
+        if state.is_reset() && !self.closed_by_filter {
             self.closed_by_filter = true;
+            // Envoy closes the downstream connection once the VM call
+            // returns: the filter hears a local close of the downstream,
+            // and nothing of the upstream (Envoy 1.40, recorded in
+            // tests/data/fidelity-tcp).
+            let f = self.plugin.exports.network.on_downstream_close.clone();
+            let params = (self.id as i32, Peer::Local.to_abi());
+            let closed = self
+                .plugin
+                .call("proxy_on_downstream_connection_close", f, self.id, params);
+            if let Err(f) = closed {
+                self.failure = Some(f);
+            }
+            self.plugin.drain_events();
         }
     }
 
     /// True once the filter closed the connection (`proxy_close_stream`).
     /// Envoy then closes the downstream connection after flushing what was
-    /// written to it; the test delivers the close events that follow.
+    /// written to it, and the filter's downstream close callback runs
+    /// (peer `Local`); no other event reaches the filter.
     pub fn closed_by_filter(&self) -> bool {
         self.closed_by_filter
     }
@@ -186,7 +200,7 @@ impl<'p> TcpConnection<'p> {
     }
 
     fn close(&mut self, name: &str, f: Option<wasmtime::TypedFunc<(i32, i32), ()>>, peer: Peer) {
-        if self.failure.is_some() || self.finished {
+        if self.failure.is_some() || self.finished || self.closed_by_filter {
             return;
         }
         let params = (self.id as i32, peer.to_abi());
