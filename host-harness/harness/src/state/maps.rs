@@ -191,7 +191,7 @@ mod tests {
             s.header_pairs(MapType::RequestHeaders).unwrap(),
             abi::encode_pairs(&[("x-bin", value), ("x-add", value)])
         );
-        assert_eq!(s.header_map_size(MapType::RequestHeaders), Ok(5 + 6 + 5 + 6));
+        assert_eq!(s.header_map_size(MapType::RequestHeaders), Ok(5 + 7 + 5 + 7));
     }
 
     #[test]
