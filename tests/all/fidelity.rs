@@ -454,9 +454,7 @@ impl Wire {
 }
 
 /// One line without its CRLF, as bytes (a header value may hold obs-text).
-async fn read_line<R: AsyncRead + Unpin>(
-    r: &mut BufReader<R>,
-) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncBufReadExt;
     let mut line = Vec::new();
     if r.read_until(b'\n', &mut line).await? == 0 {
@@ -507,13 +505,16 @@ async fn read_message<R: AsyncRead + Unpin>(
     if no_body || bodiless_status {
         return Ok(Some(m));
     }
-    if m.header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+    if m.header("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
         loop {
             let Some(size) = read_line(r).await? else {
                 m.complete = false;
                 return Ok(Some(m));
             };
-            let size = usize::from_str_radix(String::from_utf8_lossy(&size).trim(), 16).unwrap_or(0);
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&size).trim(), 16).unwrap_or(0);
             if size == 0 {
                 while let Some(line) = read_line(r).await? {
                     if line.is_empty() {
@@ -532,7 +533,10 @@ async fn read_message<R: AsyncRead + Unpin>(
             m.body.extend(chunk);
         }
     }
-    if let Some(len) = m.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+    if let Some(len) = m
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+    {
         let mut body = vec![0; len];
         match r.read_exact(&mut body).await {
             Ok(_) => m.body = body,
@@ -622,7 +626,11 @@ fn tcp_connection_matches_the_envoy_recording() {
         for write in *writes {
             conn.downstream_data(write.as_bytes(), false);
             // The echo upstream sends back what reached it.
-            let fresh = conn.to_upstream().get(echoed..).unwrap_or_default().to_vec();
+            let fresh = conn
+                .to_upstream()
+                .get(echoed..)
+                .unwrap_or_default()
+                .to_vec();
             echoed = conn.to_upstream().len();
             if !fresh.is_empty() && !conn.closed_by_filter() {
                 conn.upstream_data(&fresh, false);

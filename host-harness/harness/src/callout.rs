@@ -52,7 +52,7 @@ pub enum HttpCallReply {
 pub fn timeout_response() -> Response {
     let body = "upstream request timeout";
     Response::new(504)
-        .header("content-length", &body.len().to_string())
+        .header("content-length", body.len().to_string())
         .header("content-type", "text/plain")
         .body(body)
 }

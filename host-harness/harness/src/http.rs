@@ -178,7 +178,10 @@ pub fn headers<K: AsRef<str>, V: Into<HeaderValue>>(
 }
 
 /// The first value of `name` (case-insensitive).
-pub(crate) fn find_value<'a>(headers: &'a [(String, HeaderValue)], name: &str) -> Option<&'a HeaderValue> {
+pub(crate) fn find_value<'a>(
+    headers: &'a [(String, HeaderValue)],
+    name: &str,
+) -> Option<&'a HeaderValue> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -309,7 +312,8 @@ impl Request {
 
     /// Adds a trailer.
     pub fn trailer(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
-        self.trailers.push((name.to_ascii_lowercase(), value.into()));
+        self.trailers
+            .push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
@@ -372,7 +376,8 @@ impl Response {
 
     /// Adds a trailer.
     pub fn trailer(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
-        self.trailers.push((name.to_ascii_lowercase(), value.into()));
+        self.trailers
+            .push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
@@ -399,7 +404,11 @@ impl Response {
         h
     }
 
-    pub(crate) fn from_map(headers: &[(String, HeaderValue)], body: Vec<u8>, trailers: Headers) -> Self {
+    pub(crate) fn from_map(
+        headers: &[(String, HeaderValue)],
+        body: Vec<u8>,
+        trailers: Headers,
+    ) -> Self {
         let status = find_header(headers, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);

@@ -111,9 +111,9 @@ impl<'p> TcpConnection<'p> {
             // tests/data/fidelity-tcp).
             let f = self.plugin.exports.network.on_downstream_close.clone();
             let params = (self.id as i32, Peer::Local.to_abi());
-            let closed = self
-                .plugin
-                .call("proxy_on_downstream_connection_close", f, self.id, params);
+            let closed =
+                self.plugin
+                    .call("proxy_on_downstream_connection_close", f, self.id, params);
             if let Err(f) = closed {
                 self.failure = Some(f);
             }

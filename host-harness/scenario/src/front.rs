@@ -100,7 +100,7 @@ pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
     if r.chunked {
         resp = resp.header("transfer-encoding", "chunked");
     } else {
-        resp = resp.header("content-length", &body.len().to_string());
+        resp = resp.header("content-length", body.len().to_string());
     }
     resp = resp.header("x-envoy-upstream-service-time", "0");
     for (k, v) in &r.trailers {

@@ -101,7 +101,10 @@ impl Outcome {
                 let same =
                     want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| matches(w, g));
                 if !same {
-                    out.push((name.to_owned(), line_diff(&want, &got, matches, Clone::clone)));
+                    out.push((
+                        name.to_owned(),
+                        line_diff(&want, &got, matches, Clone::clone),
+                    ));
                 }
             }
         };

@@ -125,7 +125,7 @@ impl std::fmt::Display for Report {
 fn connect_failure() -> Response {
     let body = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
     Response::new(503)
-        .header("content-length", &body.len().to_string())
+        .header("content-length", body.len().to_string())
         .header("content-type", "text/plain")
         .body(body)
 }
@@ -145,7 +145,7 @@ fn callout_reply(spec: &CalloutSpec) -> Result<HttpCallReply, ScenarioError> {
             }
             // The router stamps a callout's answer as any upstream's.
             r = r
-                .header("content-length", &body.len().to_string())
+                .header("content-length", body.len().to_string())
                 .header("x-envoy-upstream-service-time", "0");
             HttpCallReply::Response(r.body(body))
         }
@@ -478,7 +478,7 @@ fn send(
     if stream.request_complete() {
         let response = match &direct {
             Some(d) => Response::new(d.status)
-                .header("content-length", &d.body.len().to_string())
+                .header("content-length", d.body.len().to_string())
                 .header("content-type", "text/plain")
                 .body(if head { String::new() } else { d.body.clone() }),
             None => front::upstream_response(&upstream, head),

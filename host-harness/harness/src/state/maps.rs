@@ -134,10 +134,7 @@ mod tests {
         );
         s.replace_header(MapType::RequestHeaders, "y", "5".into())
             .unwrap();
-        assert_eq!(
-            s.header_value(MapType::RequestHeaders, "Y"),
-            Ok("5".into())
-        );
+        assert_eq!(s.header_value(MapType::RequestHeaders, "Y"), Ok("5".into()));
     }
 
     #[test]
@@ -179,7 +176,10 @@ mod tests {
         let value: &[u8] = b"caf\xe9 \xff\x80";
         let bytes = abi::encode_pairs(&[("X-Bin", value)]);
         let decoded = decode_headers(&bytes).unwrap();
-        assert_eq!(decoded, vec![("x-bin".to_owned(), HeaderValue::from(value))]);
+        assert_eq!(
+            decoded,
+            vec![("x-bin".to_owned(), HeaderValue::from(value))]
+        );
         let mut s = in_stream(decoded);
         s.add_header(MapType::RequestHeaders, "x-add", value.into())
             .unwrap();
@@ -191,7 +191,10 @@ mod tests {
             s.header_pairs(MapType::RequestHeaders).unwrap(),
             abi::encode_pairs(&[("x-bin", value), ("x-add", value)])
         );
-        assert_eq!(s.header_map_size(MapType::RequestHeaders), Ok(5 + 7 + 5 + 7));
+        assert_eq!(
+            s.header_map_size(MapType::RequestHeaders),
+            Ok(5 + 7 + 5 + 7)
+        );
     }
 
     #[test]

@@ -97,10 +97,18 @@ mod tests {
     fn http_streams_resume_and_close_their_directions_only() {
         let mut s = in_stream(headers(&[]));
         assert_eq!(s.resume(StreamType::Response), Ok(()));
-        assert!(s.stream().unwrap().take_resume(crate::state::Direction::Response));
+        assert!(
+            s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Response)
+        );
         assert_eq!(s.resume(StreamType::Upstream), Err(Status::Unimplemented));
         assert_eq!(s.resume(StreamType::Downstream), Ok(()));
-        assert!(!s.stream().unwrap().take_resume(crate::state::Direction::Request));
+        assert!(
+            !s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
         assert_eq!(s.close(StreamType::Downstream), Ok(()));
         assert!(!s.stream().unwrap().is_reset());
         assert_eq!(s.close(StreamType::Request), Ok(()));
@@ -114,9 +122,17 @@ mod tests {
         let mut s = in_stream(headers(&[]));
         s.stream().unwrap().set_network();
         assert_eq!(s.resume(StreamType::Request), Ok(()));
-        assert!(!s.stream().unwrap().take_resume(crate::state::Direction::Request));
+        assert!(
+            !s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
         assert_eq!(s.resume(StreamType::Downstream), Ok(()));
-        assert!(s.stream().unwrap().take_resume(crate::state::Direction::Request));
+        assert!(
+            s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
         assert_eq!(s.resume(StreamType::Upstream), Err(Status::Unimplemented));
         assert_eq!(s.close(StreamType::Request), Ok(()));
         assert!(!s.stream().unwrap().is_reset());

@@ -314,7 +314,9 @@ impl HttpContext for Stream {
             ));
             map.push(("x-fid-bin-map".to_owned(), b"\xc0\xff".to_vec()));
             self.set_http_request_headers_bytes(
-                map.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect(),
+                map.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect(),
             );
         }
         if self.has("globals") {
