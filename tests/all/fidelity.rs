@@ -92,6 +92,36 @@ fn replay(corpus: &str) -> usize {
     compared
 }
 
+/// A scenario's bytes that are not UTF-8 reach the filter untouched and a
+/// mismatch in them reads as escaped bytes in the report (the recorded
+/// obs-text step, its expectations changed by one byte).
+#[test]
+fn bytes_that_are_not_utf8_are_compared_and_shown_escaped() {
+    let dir = data();
+    let mut scenario = Scenario::load(&dir.join("recorded.yaml")).unwrap();
+    scenario.startup = None;
+    scenario
+        .steps
+        .retain(|s| s.name.as_deref() == Some("obs-text header values and a binary body"));
+    assert_eq!(scenario.steps.len(), 1);
+    let source = Source::from_scenario(&scenario, &dir)
+        .unwrap()
+        .with_wasm(&module("fidelity"));
+    let passed = meshward_scenario::run(&scenario, &source).unwrap();
+    assert!(passed.passed(), "{passed}");
+    let expect = scenario.steps[0].expect.as_mut().unwrap();
+    expect.upstream_body = Some(Bytes::from(&b"\x00\x01\xfe\xff\x81binary\xc3("[..]));
+    let report = meshward_scenario::run(&scenario, &source).unwrap();
+    assert!(!report.passed());
+    let text = report.to_string();
+    assert!(
+        text.contains(
+            r#"expected b"\x00\x01\xfe\xff\x81binary\xc3(", got b"\x00\x01\xfe\xff\x80binary\xc3(""#
+        ),
+        "{text}"
+    );
+}
+
 /// Records the corpus from real Envoy into `recorded.yaml`. Run by
 /// `scripts/record-fidelity`; ignored otherwise (it needs Envoy, and
 /// rewrites a file in the source tree).

@@ -51,8 +51,9 @@ impl HeaderValue {
     }
 }
 
-/// `bytes` as text: UTF-8 as is, other bytes `\xNN`, a backslash doubled
-/// (only when some byte needs escaping, so that UTF-8 values read plainly).
+/// `bytes` as text: UTF-8 as is; when some bytes are not UTF-8, those and
+/// ASCII control characters are written `\xNN` and a backslash doubled
+/// (so that UTF-8 values read plainly).
 pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return Cow::Borrowed(text);
@@ -60,10 +61,10 @@ pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
     let mut out = String::with_capacity(bytes.len() + 8);
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c => out.push(c),
             }
         }
         for b in chunk.invalid() {
@@ -532,6 +533,17 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_values_that_are_not_utf8_are_escaped() {
+        assert_eq!(escape_bytes("caf\u{e9} \\x".as_bytes()), "caf\u{e9} \\x");
+        assert_eq!(escape_bytes(b"\x00a\\\xe9"), "\\x00a\\\\\\xe9");
+        assert_eq!(
+            format!("{:?}", HeaderValue::from(&b"\xff"[..])),
+            "b\"\\xff\""
+        );
+        assert_eq!(HeaderValue::from("v"), "v");
+    }
 
     #[test]
     fn byte_size_counts_names_and_values_only() {
