@@ -346,7 +346,7 @@ fn harness_observe(
     metrics: &[&str],
 ) -> Observed {
     let mut request = meshward_harness::Request::new(scenario.method, scenario.path)
-        .set_header(":authority", &format!("localhost:{}", listener.port()))
+        .set_header(":authority", format!("localhost:{}", listener.port()))
         .header("x-forwarded-proto", "https")
         .header("x-request-id", REQUEST_ID)
         .upstream_response(upstream);
@@ -373,12 +373,14 @@ fn harness_observe(
             response
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+                .map(|(k, v)| (k.as_str(), v.to_str().unwrap())),
             |n| HOST_RESPONSE_HEADERS.contains(&n),
         ),
         upstream: exchange.upstream_request.as_ref().map(|m| {
             header_map(
-                m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                m.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.to_str().unwrap())),
                 |n| n.starts_with(':'),
             )
         }),

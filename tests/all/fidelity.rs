@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use meshward_envoy::{Envoy, Template};
 use meshward_scenario::{
-    CalloutSpec, HeaderList, Outcome, RequestSpec, ResponseSpec, Scenario, Source,
+    Bytes, CalloutSpec, HeaderList, Outcome, RequestSpec, ResponseSpec, Scenario, Source,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -90,6 +90,36 @@ fn replay(corpus: &str) -> usize {
     println!("{corpus}: {compared} fields compared");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     compared
+}
+
+/// A scenario's bytes that are not UTF-8 reach the filter untouched and a
+/// mismatch in them reads as escaped bytes in the report (the recorded
+/// obs-text step, its expectations changed by one byte).
+#[test]
+fn bytes_that_are_not_utf8_are_compared_and_shown_escaped() {
+    let dir = data();
+    let mut scenario = Scenario::load(&dir.join("recorded.yaml")).unwrap();
+    scenario.startup = None;
+    scenario
+        .steps
+        .retain(|s| s.name.as_deref() == Some("obs-text header values and a binary body"));
+    assert_eq!(scenario.steps.len(), 1);
+    let source = Source::from_scenario(&scenario, &dir)
+        .unwrap()
+        .with_wasm(&module("fidelity"));
+    let passed = meshward_scenario::run(&scenario, &source).unwrap();
+    assert!(passed.passed(), "{passed}");
+    let expect = scenario.steps[0].expect.as_mut().unwrap();
+    expect.upstream_body = Some(Bytes::from(&b"\x00\x01\xfe\xff\x81binary\xc3("[..]));
+    let report = meshward_scenario::run(&scenario, &source).unwrap();
+    assert!(!report.passed());
+    let text = report.to_string();
+    assert!(
+        text.contains(
+            r#"expected b"\x00\x01\xfe\xff\x81binary\xc3(", got b"\x00\x01\xfe\xff\x80binary\xc3(""#
+        ),
+        "{text}"
+    );
 }
 
 /// Records the corpus from real Envoy into `recorded.yaml`. Run by
@@ -280,7 +310,7 @@ struct Script {
 #[derive(Clone, Debug)]
 struct Received {
     headers: HeaderList,
-    body: String,
+    body: Bytes,
 }
 
 /// Values that change per run are recorded as `*`.
@@ -292,7 +322,7 @@ fn stable(headers: HeaderList) -> HeaderList {
                 k.as_str(),
                 "date" | "x-request-id" | "x-envoy-upstream-service-time"
             );
-            (k, if volatile { "*".to_owned() } else { v })
+            (k, if volatile { "*".into() } else { v })
         })
         .collect()
 }
@@ -305,7 +335,8 @@ async fn serve_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
             let mut read = BufReader::new(read);
             while let Ok(Some(message)) = read_message(&mut read, false).await {
                 let (method, path) = {
-                    let mut parts = message.start.split(' ');
+                    let start = String::from_utf8_lossy(&message.start);
+                    let mut parts = start.split(' ');
                     (
                         parts.next().unwrap_or_default().to_owned(),
                         parts.next().unwrap_or_default().to_owned(),
@@ -323,7 +354,7 @@ async fn serve_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
                     } else {
                         s.received.push(Received {
                             headers: stable(message.headers.clone()),
-                            body: String::from_utf8_lossy(&message.body).into_owned(),
+                            body: Bytes::from(message.body.clone()),
                         });
                         s.response.clone()
                     }
@@ -338,110 +369,143 @@ async fn serve_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
 }
 
 fn write_response(r: &ResponseSpec, head: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} X\r\n", r.status);
-    for (k, v) in &r.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = r.body.clone().unwrap_or_default();
+    let mut out = format!("HTTP/1.1 {} X\r\n", r.status).into_bytes();
+    write_fields(&mut out, &r.headers);
+    let body = r.body.clone().unwrap_or_default().0;
     if r.chunked {
-        out.push_str("transfer-encoding: chunked\r\n\r\n");
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
         if !head {
-            if !body.is_empty() {
-                out.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
-            }
-            out.push_str("0\r\n");
-            for (k, v) in &r.trailers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str("\r\n");
+            write_chunked(&mut out, &body, &r.trailers);
         }
     } else {
-        out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
         if !head {
-            out.push_str(&body);
+            out.extend_from_slice(&body);
         }
     }
-    out.into_bytes()
+    out
+}
+
+/// `name: value` lines, the values' bytes as they are (obs-text included:
+/// the point is to send what no client library would re-encode).
+fn write_fields(out: &mut Vec<u8>, fields: &[(String, Bytes)]) {
+    for (k, v) in fields {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A chunked body in one chunk, then the last chunk and the trailers.
+fn write_chunked(out: &mut Vec<u8>, body: &[u8], trailers: &[(String, Bytes)]) {
+    if !body.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n");
+    write_fields(out, trailers);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What the client saw.
 struct Seen {
     status: u16,
     headers: HeaderList,
-    body: String,
+    body: Bytes,
     reset: bool,
 }
 
 async fn send(addr: SocketAddr, r: &RequestSpec) -> Seen {
-    let mut text = format!("{} {} HTTP/1.1\r\n", r.method, r.path);
+    let mut text = format!("{} {} HTTP/1.1\r\n", r.method, r.path).into_bytes();
     if !r
         .headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("host"))
     {
-        text.push_str("host: example.com\r\n");
+        text.extend_from_slice(b"host: example.com\r\n");
     }
-    for (k, v) in &r.headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = r.body.clone().unwrap_or_default();
+    write_fields(&mut text, &r.headers);
+    let body = r.body.clone().unwrap_or_default().0;
     if r.chunked {
-        text.push_str("transfer-encoding: chunked\r\n\r\n");
-        if !body.is_empty() {
-            text.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
-        }
-        text.push_str("0\r\n");
-        for (k, v) in &r.trailers {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
+        text.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+        write_chunked(&mut text, &body, &r.trailers);
     } else {
         if r.body.is_some() {
-            text.push_str(&format!("content-length: {}\r\n", body.len()));
+            text.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
         }
-        text.push_str("\r\n");
-        text.push_str(&body);
+        text.extend_from_slice(b"\r\n");
+        text.extend_from_slice(&body);
     }
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(text.as_bytes()).await.unwrap();
+    stream.write_all(&text).await.unwrap();
     let mut read = BufReader::new(stream);
     let head = r.method == "HEAD";
     match tokio::time::timeout(Duration::from_secs(20), read_message(&mut read, head)).await {
         Ok(Ok(Some(m))) => Seen {
-            status: m
-                .start
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
+            status: m.status(),
             headers: stable(m.headers),
-            body: String::from_utf8_lossy(&m.body).into_owned(),
+            body: Bytes::from(m.body),
             reset: !m.complete,
         },
         _ => Seen {
             status: 0,
             headers: Vec::new(),
-            body: String::new(),
+            body: Bytes::default(),
             reset: true,
         },
     }
 }
 
-/// One HTTP/1.1 message as read off the wire.
+/// One HTTP/1.1 message as read off the wire, as bytes.
 struct Wire {
-    start: String,
+    start: Vec<u8>,
     headers: HeaderList,
     body: Vec<u8>,
     complete: bool,
 }
 
-async fn read_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Option<String>> {
+impl Wire {
+    fn status(&self) -> u16 {
+        String::from_utf8_lossy(&self.start)
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
+/// One line without its CRLF, as bytes (a header value may hold obs-text).
+async fn read_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncBufReadExt;
-    let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
+    let mut line = Vec::new();
+    if r.read_until(b'\n', &mut line).await? == 0 {
         return Ok(None);
     }
-    Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+/// `name: value` with the name lowercased and the value's surrounding
+/// blanks trimmed, its bytes kept.
+fn field(line: &[u8]) -> Option<(String, Bytes)> {
+    let colon = line.iter().position(|b| *b == b':')?;
+    let (name, value) = line.split_at(colon);
+    let value = value.get(1..).unwrap_or_default().trim_ascii();
+    Some((
+        String::from_utf8_lossy(name).trim().to_ascii_lowercase(),
+        Bytes::from(value),
+    ))
 }
 
 /// Reads one message; `no_body` for the answer to a `HEAD`. A message cut
@@ -458,9 +522,7 @@ async fn read_message<R: AsyncRead + Unpin>(
         if line.is_empty() {
             break;
         }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
+        headers.extend(field(&line));
     }
     let mut m = Wire {
         start,
@@ -468,33 +530,27 @@ async fn read_message<R: AsyncRead + Unpin>(
         body: Vec::new(),
         complete: true,
     };
-    let header = |m: &Wire, name: &str| {
-        m.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let bodiless_status =
-        m.start.starts_with("HTTP/") && matches!(m.start.split(' ').nth(1), Some("204" | "304"));
+    let response = m.start.starts_with(b"HTTP/");
+    let bodiless_status = response && matches!(m.status(), 204 | 304);
     if no_body || bodiless_status {
         return Ok(Some(m));
     }
-    if header(&m, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+    if m.header("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
         loop {
             let Some(size) = read_line(r).await? else {
                 m.complete = false;
                 return Ok(Some(m));
             };
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&size).trim(), 16).unwrap_or(0);
             if size == 0 {
                 while let Some(line) = read_line(r).await? {
                     if line.is_empty() {
                         break;
                     }
-                    if let Some((k, v)) = line.split_once(':') {
-                        m.headers
-                            .push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                    }
+                    m.headers.extend(field(&line));
                 }
                 return Ok(Some(m));
             }
@@ -507,7 +563,10 @@ async fn read_message<R: AsyncRead + Unpin>(
             m.body.extend(chunk);
         }
     }
-    if let Some(len) = header(&m, "content-length").and_then(|l| l.parse::<usize>().ok()) {
+    if let Some(len) = m
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+    {
         let mut body = vec![0; len];
         match r.read_exact(&mut body).await {
             Ok(_) => m.body = body,
@@ -515,29 +574,49 @@ async fn read_message<R: AsyncRead + Unpin>(
         }
         return Ok(Some(m));
     }
-    if m.start.starts_with("HTTP/") {
+    if response {
         // No framing: the body runs to the end of the connection.
         let _ = r.read_to_end(&mut m.body).await;
     }
     Ok(Some(m))
 }
 
-/// What one TCP connection through the network-filter guest showed: the
-/// filter's log lines, what the client and the echo upstream received.
+/// The TCP corpus: Envoy's start-up log lines, then what each connection
+/// through the network-filter guest showed.
 #[derive(Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct TcpRecording {
     startup: Vec<String>,
+    connections: Vec<TcpConnectionSeen>,
+}
+
+/// What one connection showed: the filter's log lines, and what the client
+/// and the echo upstream received.
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct TcpConnectionSeen {
+    name: String,
     logs: Vec<String>,
     client_received: String,
     upstream_received: String,
 }
 
-/// A TCP connection through the guest as a network filter, replayed in the
+/// The client's side of each recorded connection: what it writes, in
+/// order (a pause between writes so that each arrives as its own chunk),
+/// then whether it half-closes once it read the echo of the last write
+/// (else it waits for Envoy to close).
+const TCP_CASES: &[(&str, &[&str], bool)] = &[
+    ("echo", &["hello"], true),
+    ("hold then continue the downstream", &["hold", "go"], true),
+    ("close the downstream", &["close-down"], false),
+    ("close the upstream", &["close-up"], false),
+];
+
+/// TCP connections through the guest as a network filter, replayed in the
 /// harness with the events Envoy's TCP proxy and the echo upstream gave it
 /// (the order is Envoy's, read off the recording): the filter's callbacks,
-/// what it reads and writes in the data buffers, and the bytes each side
-/// received must be Envoy's.
+/// the results of its continue and close calls, what it reads and writes
+/// in the data buffers, and the bytes each side received must be Envoy's.
 #[test]
 fn tcp_connection_matches_the_envoy_recording() {
     use meshward_harness::{Host, LogLevel, Peer, PluginConfig};
@@ -567,35 +646,54 @@ fn tcp_connection_matches_the_envoy_recording() {
             .map(|l| l.message)
             .collect()
     };
-    let startup = info(&mut plugin);
-    let mut conn = plugin.connection();
-    conn.downstream_data(TCP_SENT.as_bytes(), false);
-    // The echo upstream sends back what reached it.
-    let echoed = conn.to_upstream().to_vec();
-    conn.upstream_data(&echoed, false);
-    // The client closes its side; the TCP proxy half-closes the upstream,
-    // and the echo server closes in turn.
-    conn.downstream_data(b"", true);
-    conn.upstream_data(b"", true);
-    conn.upstream_closed(Peer::Unknown);
-    conn.downstream_closed(Peer::Local);
-    let seen_up = String::from_utf8_lossy(conn.to_upstream()).into_owned();
-    let seen_down = String::from_utf8_lossy(conn.to_downstream()).into_owned();
-    conn.finish();
-    let seen = TcpRecording {
-        startup,
-        logs: info(&mut plugin),
-        client_received: seen_down,
-        upstream_received: seen_up,
+    let mut seen = TcpRecording {
+        startup: info(&mut plugin),
+        connections: Vec::new(),
     };
+    for (name, writes, half_close) in TCP_CASES {
+        let mut conn = plugin.connection();
+        let mut echoed = 0;
+        for write in *writes {
+            conn.downstream_data(write.as_bytes(), false);
+            // The echo upstream sends back what reached it.
+            let fresh = conn
+                .to_upstream()
+                .get(echoed..)
+                .unwrap_or_default()
+                .to_vec();
+            echoed = conn.to_upstream().len();
+            if !fresh.is_empty() && !conn.closed_by_filter() {
+                conn.upstream_data(&fresh, false);
+            }
+        }
+        if *half_close {
+            // The client closes its side; the TCP proxy half-closes the
+            // upstream, and the echo server closes in turn.
+            conn.downstream_data(b"", true);
+            conn.upstream_data(b"", true);
+            conn.upstream_closed(Peer::Unknown);
+            conn.downstream_closed(Peer::Local);
+        } else {
+            // The filter closed the connection: the harness delivers what
+            // Envoy then does (the downstream's local close), no more.
+            assert!(conn.closed_by_filter(), "{name}: the filter did not close");
+        }
+        let upstream_received = String::from_utf8_lossy(conn.to_upstream()).into_owned();
+        let client_received = String::from_utf8_lossy(conn.to_downstream()).into_owned();
+        conn.finish();
+        seen.connections.push(TcpConnectionSeen {
+            name: (*name).to_owned(),
+            logs: info(&mut plugin),
+            client_received,
+            upstream_received,
+        });
+    }
     assert_eq!(seen, recorded);
 }
 
-/// The client's bytes: one write, then a half-close.
-const TCP_SENT: &str = "hello";
-
 /// Records `tests/data/fidelity-tcp/recorded.yaml`: the guest as
-/// `envoy.filters.network.wasm` before a TCP proxy to a local echo server.
+/// `envoy.filters.network.wasm` before a TCP proxy to a local echo server,
+/// one connection per entry of `TCP_CASES`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "re-records tests/data/fidelity-tcp/recorded.yaml from real Envoy"]
 async fn record_tcp_from_envoy() {
@@ -631,40 +729,52 @@ async fn record_tcp_from_envoy() {
         .await
         .unwrap();
     let listener = envoy.listener("tcp").await.unwrap();
-    let startup = wasm_messages(&envoy.logs());
-    let offset = envoy.logs().len();
-    let mut client = TcpStream::connect(listener).await.unwrap();
-    client.write_all(TCP_SENT.as_bytes()).await.unwrap();
-    // The echo comes back before the client closes its side.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(TCP_SENT) {
-        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
-    client.shutdown().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    drop(client);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let logs = envoy.logs();
-    let recording = TcpRecording {
-        startup,
-        logs: wasm_messages(logs.get(offset..).unwrap_or_default()),
-        client_received: String::from_utf8_lossy(&got).into_owned(),
-        upstream_received: String::from_utf8_lossy(&received.lock().unwrap()).into_owned(),
+    let mut recording = TcpRecording {
+        startup: wasm_messages(&envoy.logs()),
+        connections: Vec::new(),
     };
+    for (name, writes, half_close) in TCP_CASES {
+        received.lock().unwrap().clear();
+        let offset = envoy.logs().len();
+        let mut client = TcpStream::connect(listener).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        for write in *writes {
+            client.write_all(write.as_bytes()).await.unwrap();
+            // Each write is its own chunk for the filter.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if *half_close {
+            // The echo of the last write comes back before the client
+            // closes its side.
+            let last = writes.last().copied().unwrap_or_default();
+            while !String::from_utf8_lossy(&got).contains(last) {
+                let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "{name}: connection closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            client.shutdown().await.unwrap();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got)).await;
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let logs = envoy.logs();
+        recording.connections.push(TcpConnectionSeen {
+            name: (*name).to_owned(),
+            logs: wasm_messages(logs.get(offset..).unwrap_or_default()),
+            client_received: String::from_utf8_lossy(&got).into_owned(),
+            upstream_received: String::from_utf8_lossy(&received.lock().unwrap()).into_owned(),
+        });
+    }
     println!("{recording:#?}");
     let mut text = String::from(
         "# Recorded from real Envoy by scripts/record-fidelity (record_tcp_from_envoy);\n\
-         # do not edit by hand. The client writes `hello`, reads the echo, then\n\
-         # closes its side and reads to the end.\n",
+         # do not edit by hand. One connection per case of TCP_CASES in\n\
+         # tests/all/fidelity.rs: the client's writes, then a half-close once\n\
+         # the echo is back, or a wait for Envoy to close.\n",
     );
     text.push_str(&serde_yaml_ng::to_string(&recording).unwrap());
     std::fs::write(dir.join("recorded.yaml"), text).unwrap();

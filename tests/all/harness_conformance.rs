@@ -318,7 +318,7 @@ fn http_callout_resumes_the_request() {
     assert_eq!(calls[0].body, b"callout body");
     assert_eq!(
         calls[0].trailers,
-        vec![("x-callout-trailer".to_owned(), "1".to_owned())]
+        vec![("x-callout-trailer".to_owned(), "1".into())]
     );
     assert_eq!(calls[0].timeout, Duration::from_secs(1));
 }

@@ -432,16 +432,16 @@ async fn decide_and_forward(
         ));
     };
     let mut headers: Headers = Vec::with_capacity(parts.headers.len() + 4);
-    headers.push((":authority".into(), authority));
+    headers.push((":authority".into(), authority.into()));
     headers.push((
         ":path".into(),
         parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".to_owned()),
+            .map_or("/", |p| p.as_str())
+            .into(),
     ));
-    headers.push((":method".into(), parts.method.as_str().to_owned()));
+    headers.push((":method".into(), parts.method.as_str().into()));
     headers.push((":scheme".into(), "https".into()));
     for (name, value) in &parts.headers {
         if *name == hyper::header::HOST {
@@ -453,7 +453,7 @@ async fn decide_and_forward(
                 plain(StatusCode::BAD_REQUEST, "a header value is not text\n"),
             ));
         };
-        headers.push((name.as_str().to_owned(), value.to_owned()));
+        headers.push((name.as_str().to_owned(), value.into()));
     }
     let body = match Limited::new(body, limits.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
@@ -566,7 +566,7 @@ fn meshward_harness_header<'a>(headers: &'a Headers, name: &str) -> Option<&'a s
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .and_then(|(_, v)| v.to_str())
 }
 
 /// Hop-by-hop headers, which belong to one connection and are never
@@ -593,9 +593,9 @@ fn outgoing(headers: &Headers, body: Vec<u8>) -> Result<Outgoing, StreamReset> {
     for (name, value) in headers {
         match name.as_str() {
             ":method" => method = Method::from_bytes(value.as_bytes()).map_err(|_| StreamReset)?,
-            ":path" => path.clone_from(value),
+            ":path" => path = String::from_utf8_lossy(value.as_bytes()).into_owned(),
             ":authority" => {
-                if let Ok(v) = HeaderValue::from_str(value) {
+                if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
                     map.insert(hyper::header::HOST, v);
                 }
             }
@@ -603,7 +603,7 @@ fn outgoing(headers: &Headers, body: Vec<u8>) -> Result<Outgoing, StreamReset> {
             n => {
                 if let (Ok(k), Ok(v)) = (
                     HeaderName::from_bytes(n.as_bytes()),
-                    HeaderValue::from_str(value),
+                    HeaderValue::from_bytes(value.as_bytes()),
                 ) {
                     map.append(k, v);
                 }
@@ -645,7 +645,7 @@ fn local_reply(status: u16, headers: &Headers, body: Vec<u8>) -> Reply {
         }
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
+            HeaderValue::from_bytes(value.as_bytes()),
         ) {
             response.headers_mut().append(k, v);
         }

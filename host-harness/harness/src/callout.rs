@@ -12,11 +12,11 @@ pub struct HttpCallRequest {
     /// The upstream (Envoy cluster) name.
     pub upstream: String,
     /// Request headers, including `:method`, `:path` and `:authority`.
-    pub headers: Vec<(String, String)>,
+    pub headers: crate::http::Headers,
     /// Request body.
     pub body: Vec<u8>,
     /// Request trailers.
-    pub trailers: Vec<(String, String)>,
+    pub trailers: crate::http::Headers,
     /// The filter's timeout.
     pub timeout: Duration,
 }
@@ -52,7 +52,7 @@ pub enum HttpCallReply {
 pub fn timeout_response() -> Response {
     let body = "upstream request timeout";
     Response::new(504)
-        .header("content-length", &body.len().to_string())
+        .header("content-length", body.len().to_string())
         .header("content-type", "text/plain")
         .body(body)
 }
@@ -67,7 +67,7 @@ pub struct GrpcCallRequest {
     /// The method, e.g. `SayHello`.
     pub method: String,
     /// Initial metadata.
-    pub initial_metadata: Vec<(String, String)>,
+    pub initial_metadata: crate::http::Headers,
     /// The request message (for a stream: the message just sent).
     pub message: Vec<u8>,
     /// True for the last message of a stream and for unary calls.
@@ -78,11 +78,11 @@ pub struct GrpcCallRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GrpcReply {
     /// Initial metadata (delivered first when not empty).
-    pub initial_metadata: Vec<(String, String)>,
+    pub initial_metadata: crate::http::Headers,
     /// Response messages.
     pub messages: Vec<Vec<u8>>,
     /// Trailing metadata.
-    pub trailing_metadata: Vec<(String, String)>,
+    pub trailing_metadata: crate::http::Headers,
     /// The gRPC status delivered to `proxy_on_grpc_close` (0 is OK).
     pub status: u32,
     /// The status message, readable with `proxy_get_status`.

@@ -1,26 +1,206 @@
 //! HTTP messages a test sends through a filter, and what comes out.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use crate::error::Failure;
 use crate::properties::{Properties, Value};
 
 /// Header lists keep order and repeated names, as Envoy's header maps do.
-/// Names are lowercase, as Envoy stores them.
-pub type Headers = Vec<(String, String)>;
+/// Names are lowercase, as Envoy stores them; values are bytes, since
+/// HTTP/1.1 allows obs-text (0x80-0xFF) in a value and Envoy passes it on
+/// untouched.
+pub type Headers = Vec<(String, HeaderValue)>;
 
-pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// A header value as bytes: no UTF-8 is required of it, and none is
+/// assumed on its way through the filter. It compares equal to a `&str`
+/// with the same bytes.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeaderValue(Vec<u8>);
+
+impl HeaderValue {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value when it is UTF-8, `None` otherwise.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The value as text, each byte that is not part of UTF-8 written
+    /// `\xNN` (and a backslash `\\`), so that no two values read the same.
+    pub fn escaped(&self) -> Cow<'_, str> {
+        escape_bytes(&self.0)
+    }
+
+    /// The bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty value.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `bytes` as text: UTF-8 as is; when some bytes are not UTF-8, those and
+/// ASCII control characters are written `\xNN` and a backslash doubled
+/// (so that UTF-8 values read plainly).
+pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_str() {
+            Some(text) => fmt::Debug::fmt(text, f),
+            None => write!(f, "b\"{}\"", self.escaped()),
+        }
+    }
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.escaped())
+    }
+}
+
+impl AsRef<[u8]> for HeaderValue {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(v: &str) -> Self {
+        Self(v.as_bytes().to_vec())
+    }
+}
+
+impl From<&&str> for HeaderValue {
+    fn from(v: &&str) -> Self {
+        Self(v.as_bytes().to_vec())
+    }
+}
+
+impl From<&String> for HeaderValue {
+    fn from(v: &String) -> Self {
+        Self(v.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(v: String) -> Self {
+        Self(v.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for HeaderValue {
+    fn from(v: Vec<u8>) -> Self {
+        Self(v)
+    }
+}
+
+impl From<&[u8]> for HeaderValue {
+    fn from(v: &[u8]) -> Self {
+        Self(v.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for HeaderValue {
+    fn from(v: &[u8; N]) -> Self {
+        Self(v.to_vec())
+    }
+}
+
+impl From<&HeaderValue> for HeaderValue {
+    fn from(v: &HeaderValue) -> Self {
+        v.clone()
+    }
+}
+
+impl PartialEq<str> for HeaderValue {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for HeaderValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<String> for HeaderValue {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<[u8]> for HeaderValue {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == other
+    }
+}
+
+/// Builds a header list from `(name, value)` pairs of anything that reads
+/// as text or bytes; names are lowercased.
+pub fn headers<K: AsRef<str>, V: Into<HeaderValue>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Headers {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into()))
+        .collect()
+}
+
+/// The first value of `name` (case-insensitive).
+pub(crate) fn find_value<'a>(
+    headers: &'a [(String, HeaderValue)],
+    name: &str,
+) -> Option<&'a HeaderValue> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
+}
+
+/// The first value of `name` when it is UTF-8.
+pub(crate) fn find_header<'a>(headers: &'a [(String, HeaderValue)], name: &str) -> Option<&'a str> {
+    find_value(headers, name).and_then(HeaderValue::to_str)
 }
 
 /// The size Envoy reports for a header map (`HeaderMap::byteSize()`): the
 /// lengths of every name and value.
-pub(crate) fn byte_size(headers: &[(String, String)]) -> usize {
+pub(crate) fn byte_size(headers: &[(String, HeaderValue)]) -> usize {
     headers.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
-pub(crate) fn lower(headers: impl IntoIterator<Item = (String, String)>) -> Headers {
+pub(crate) fn lower(headers: impl IntoIterator<Item = (String, HeaderValue)>) -> Headers {
     headers
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -93,15 +273,15 @@ impl Request {
     }
 
     /// Adds a header (the name is lowercased).
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_owned()));
+    pub fn header(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
     /// Replaces every existing value of `name` (e.g. `:authority`): the
     /// first keeps its position, the others go; a new header is appended.
-    pub fn set_header(mut self, name: &str, value: &str) -> Self {
+    pub fn set_header(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
+        let value = value.into();
         let name = name.to_ascii_lowercase();
         match self.headers.iter().position(|(k, _)| *k == name) {
             Some(first) => {
@@ -112,10 +292,10 @@ impl Request {
                     keep
                 });
                 if let Some(entry) = self.headers.get_mut(first) {
-                    entry.1 = value.to_owned();
+                    entry.1 = value;
                 }
             }
-            None => self.headers.push((name, value.to_owned())),
+            None => self.headers.push((name, value)),
         }
         self
     }
@@ -132,9 +312,9 @@ impl Request {
     }
 
     /// Adds a trailer.
-    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+    pub fn trailer(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
         self.trailers
-            .push((name.to_ascii_lowercase(), value.to_owned()));
+            .push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
@@ -184,9 +364,8 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_owned()));
+    pub fn header(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
@@ -197,15 +376,21 @@ impl Response {
     }
 
     /// Adds a trailer.
-    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+    pub fn trailer(mut self, name: &str, value: impl Into<HeaderValue>) -> Self {
         self.trailers
-            .push((name.to_ascii_lowercase(), value.to_owned()));
+            .push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
-    /// The first value of header `name` (case-insensitive).
+    /// The first value of header `name` (case-insensitive), when it is
+    /// UTF-8; [`Response::get_header_bytes`] gives any value.
     pub fn get_header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
+    }
+
+    /// The first value of header `name` (case-insensitive), as bytes.
+    pub fn get_header_bytes(&self, name: &str) -> Option<&[u8]> {
+        find_value(&self.headers, name).map(HeaderValue::as_bytes)
     }
 
     /// The body as UTF-8 (lossy), for assertions.
@@ -215,12 +400,16 @@ impl Response {
 
     pub(crate) fn header_map(&self) -> Headers {
         let mut h = Vec::with_capacity(self.headers.len() + 1);
-        h.push((":status".to_owned(), self.status.to_string()));
+        h.push((":status".to_owned(), self.status.to_string().into()));
         h.extend(self.headers.iter().cloned());
         h
     }
 
-    pub(crate) fn from_map(headers: &[(String, String)], body: Vec<u8>, trailers: Headers) -> Self {
+    pub(crate) fn from_map(
+        headers: &[(String, HeaderValue)],
+        body: Vec<u8>,
+        trailers: Headers,
+    ) -> Self {
         let status = find_header(headers, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
@@ -249,9 +438,15 @@ pub struct Message {
 }
 
 impl Message {
-    /// The first value of header `name` (case-insensitive).
+    /// The first value of header `name` (case-insensitive), when it is
+    /// UTF-8; [`Message::header_bytes`] gives any value.
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
+    }
+
+    /// The first value of header `name` (case-insensitive), as bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        find_value(&self.headers, name).map(HeaderValue::as_bytes)
     }
 }
 
@@ -340,11 +535,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_values_that_are_not_utf8_are_escaped() {
+        assert_eq!(escape_bytes("caf\u{e9} \\x".as_bytes()), "caf\u{e9} \\x");
+        assert_eq!(escape_bytes(b"\x00a\\\xe9"), "\\x00a\\\\\\xe9");
+        assert_eq!(
+            format!("{:?}", HeaderValue::from(&b"\xff"[..])),
+            "b\"\\xff\""
+        );
+        assert_eq!(HeaderValue::from("v"), "v");
+    }
+
+    #[test]
     fn byte_size_counts_names_and_values_only() {
-        let h = vec![
-            (":status".to_owned(), "418".to_owned()),
-            ("x-conf-reply".to_owned(), "1".to_owned()),
-        ];
+        let h = headers([(":status", "418"), ("x-conf-reply", "1")]);
         assert_eq!(byte_size(&h), 7 + 3 + 12 + 1);
         assert_eq!(byte_size(&[]), 0);
     }

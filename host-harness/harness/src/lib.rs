@@ -56,7 +56,10 @@ pub use self::{
     },
     error::{Error, Failure, FailureKind},
     host::{Filter, Host, Limits, PluginConfig},
-    http::{End, Exchange, Headers, LocalReply, Message, Request, Response},
+    http::{
+        End, Exchange, HeaderValue, Headers, LocalReply, Message, Request, Response, escape_bytes,
+        headers,
+    },
     metrics::{Metric, MetricKind},
     network::{Peer, TcpConnection},
     plugin::Plugin,

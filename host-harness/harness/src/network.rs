@@ -32,8 +32,14 @@ impl Peer {
 /// downstream's and the upstream's bytes; what the filter let through is
 /// in [`TcpConnection::to_upstream`] and [`TcpConnection::to_downstream`].
 /// A chunk the filter holds (`StopIteration`) stays buffered and is seen
-/// again, with what follows, at the next data callback, as in Envoy.
-/// Dropping it ends the connection like [`TcpConnection::finish`].
+/// again, with what follows, at the next data callback, as in Envoy, until
+/// the filter continues the downstream (`proxy_continue_stream`): then
+/// what is held goes on toward the upstream without the filter seeing it
+/// again (Envoy's `continueReading`). When the filter closes the
+/// connection (`proxy_close_stream`, downstream or upstream: both close
+/// the downstream connection in Envoy), no more data is delivered; see
+/// [`TcpConnection::closed_by_filter`]. Dropping it ends the connection
+/// like [`TcpConnection::finish`].
 pub struct TcpConnection<'p> {
     plugin: &'p mut Plugin,
     id: u32,
@@ -41,6 +47,7 @@ pub struct TcpConnection<'p> {
     to_downstream: Vec<u8>,
     failure: Option<Failure>,
     finished: bool,
+    closed_by_filter: bool,
 }
 
 impl std::fmt::Debug for TcpConnection<'_> {
@@ -54,7 +61,7 @@ impl std::fmt::Debug for TcpConnection<'_> {
 impl<'p> TcpConnection<'p> {
     pub(crate) fn new(plugin: &'p mut Plugin) -> Self {
         let id = plugin.new_context();
-        plugin.stream_state(id);
+        plugin.stream_state(id).set_network();
         let root = plugin.root_id;
         plugin.bind_context(id, root);
         let mut conn = Self {
@@ -64,6 +71,7 @@ impl<'p> TcpConnection<'p> {
             to_downstream: Vec::new(),
             failure: None,
             finished: false,
+            closed_by_filter: false,
         };
         let created = conn.plugin.call(
             "proxy_on_context_create",
@@ -82,8 +90,43 @@ impl<'p> TcpConnection<'p> {
         {
             conn.failure = Some(f);
         }
-        conn.plugin.drain_events();
+        conn.after_callback();
         conn
+    }
+
+    /// Applies what the filter asked for during a callback: continuing the
+    /// downstream moves what it holds on toward the upstream; a close
+    /// ends the delivery of data.
+    fn after_callback(&mut self) {
+        self.plugin.drain_events();
+        let state = self.plugin.stream_state(self.id);
+        if state.take_resume(Down) {
+            state.drain_body_into(Down, &mut self.to_upstream);
+        }
+        if state.is_reset() && !self.closed_by_filter {
+            self.closed_by_filter = true;
+            // Envoy closes the downstream connection once the VM call
+            // returns: the filter hears a local close of the downstream,
+            // and nothing of the upstream (Envoy 1.40, recorded in
+            // tests/data/fidelity-tcp).
+            let f = self.plugin.exports.network.on_downstream_close.clone();
+            let params = (self.id as i32, Peer::Local.to_abi());
+            let closed =
+                self.plugin
+                    .call("proxy_on_downstream_connection_close", f, self.id, params);
+            if let Err(f) = closed {
+                self.failure = Some(f);
+            }
+            self.plugin.drain_events();
+        }
+    }
+
+    /// True once the filter closed the connection (`proxy_close_stream`).
+    /// Envoy then closes the downstream connection after flushing what was
+    /// written to it, and the filter's downstream close callback runs
+    /// (peer `Local`); no other event reaches the filter.
+    pub fn closed_by_filter(&self) -> bool {
+        self.closed_by_filter
     }
 
     /// This connection's context id.
@@ -103,7 +146,7 @@ impl<'p> TcpConnection<'p> {
     }
 
     fn data(&mut self, direction: Direction, chunk: &[u8], end_of_stream: bool) -> bool {
-        if self.failure.is_some() || self.finished {
+        if self.failure.is_some() || self.finished || self.closed_by_filter {
             return false;
         }
         let size = self
@@ -128,8 +171,8 @@ impl<'p> TcpConnection<'p> {
                 return false;
             }
         };
-        self.plugin.drain_events();
-        if action != 0 {
+        self.after_callback();
+        if action != 0 || self.closed_by_filter {
             return false;
         }
         let out = match direction {
@@ -157,14 +200,14 @@ impl<'p> TcpConnection<'p> {
     }
 
     fn close(&mut self, name: &str, f: Option<wasmtime::TypedFunc<(i32, i32), ()>>, peer: Peer) {
-        if self.failure.is_some() || self.finished {
+        if self.failure.is_some() || self.finished || self.closed_by_filter {
             return;
         }
         let params = (self.id as i32, peer.to_abi());
         if let Err(f) = self.plugin.call(name, f, self.id, params) {
             self.failure = Some(f);
         }
-        self.plugin.drain_events();
+        self.after_callback();
     }
 
     /// The bytes the filter let through toward the upstream so far.

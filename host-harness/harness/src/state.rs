@@ -73,9 +73,17 @@ pub(crate) struct StreamState {
     sending_local_reply: bool,
     reset: bool,
     route_cache_cleared: bool,
+    /// A network (TCP) connection's context rather than an HTTP stream's:
+    /// the stream control calls act on the connection instead.
+    network: bool,
 }
 
 impl StreamState {
+    /// Makes this the state of a network (TCP) connection's context.
+    pub(crate) fn set_network(&mut self) {
+        self.network = true;
+    }
+
     fn half(&self, direction: Direction) -> &Half {
         match direction {
             Direction::Request => &self.request,
@@ -594,7 +602,7 @@ pub(crate) mod testing {
     pub(crate) fn headers(pairs: &[(&str, &str)]) -> Headers {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
             .collect()
     }
 

@@ -547,10 +547,10 @@ impl Drop for HttpStream<'_> {
 /// body; an empty reply reaches the filter as `:status` and the filter's
 /// headers (its codec frames it later). Found by tests/all/differential.rs.
 fn local_reply_headers(reply: &LocalReply) -> Headers {
-    let mut h = vec![(":status".to_owned(), reply.status.to_string())];
+    let mut h: Headers = vec![(":status".to_owned(), reply.status.to_string().into())];
     h.extend(reply.headers.iter().cloned());
     if !reply.body.is_empty() {
-        h.push(("content-length".into(), reply.body.len().to_string()));
+        h.push(("content-length".into(), reply.body.len().to_string().into()));
         if !h.iter().any(|(k, _)| k == "content-type") {
             h.push(("content-type".into(), "text/plain".into()));
         }

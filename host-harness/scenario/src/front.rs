@@ -5,9 +5,24 @@
 //! framing (`content-length` or chunked), `HEAD` and direct responses.
 //! Each rule was read off real Envoy (tests/data/fidelity/recorded.yaml).
 
-use meshward_harness::{Headers, Response};
+use meshward_harness::{HeaderValue, Headers, Response};
 
-use crate::spec::{HeaderList, RequestSpec, ResponseSpec};
+use crate::spec::{Bytes, HeaderList, RequestSpec, ResponseSpec};
+
+/// A scenario file's header list as the harness holds one (bytes kept).
+pub fn to_harness(list: &[(String, Bytes)]) -> Headers {
+    list.iter()
+        .map(|(k, v)| (k.clone(), HeaderValue::from(v.as_bytes())))
+        .collect()
+}
+
+/// A harness header list as a scenario file writes one (bytes kept).
+pub fn from_harness(headers: &[(String, HeaderValue)]) -> HeaderList {
+    headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Bytes::from(v.as_bytes())))
+        .collect()
+}
 
 /// The `x-request-id` the model gives a request without one (Envoy makes
 /// a random UUID; expectations write `*`).
@@ -21,22 +36,22 @@ pub fn request_headers(r: &RequestSpec) -> Headers {
         .headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map_or("example.com", |(_, v)| v.as_str());
+        .map_or(&b"example.com"[..], |(_, v)| v.as_bytes());
     let mut h: Headers = vec![
-        (":authority".into(), host.to_owned()),
-        (":path".into(), r.path.clone()),
-        (":method".into(), r.method.clone()),
+        (":authority".into(), host.into()),
+        (":path".into(), r.path.as_str().into()),
+        (":method".into(), r.method.as_str().into()),
         (":scheme".into(), "http".into()),
     ];
     for (k, v) in &r.headers {
         if !k.eq_ignore_ascii_case("host") {
-            h.push((k.to_ascii_lowercase(), v.clone()));
+            h.push((k.to_ascii_lowercase(), v.as_bytes().into()));
         }
     }
     if r.chunked {
         h.push(("transfer-encoding".into(), "chunked".into()));
     } else if let Some(body) = &r.body {
-        h.push(("content-length".into(), body.len().to_string()));
+        h.push(("content-length".into(), body.len().to_string().into()));
     }
     h.push(("x-forwarded-proto".into(), "http".into()));
     if !h.iter().any(|(k, _)| k == "x-request-id") {
@@ -48,14 +63,14 @@ pub fn request_headers(r: &RequestSpec) -> Headers {
 /// The headers the upstream receives on the wire for the header map that
 /// left the filter chain: `host` from `:authority`, the rest in order,
 /// then the router's timeout header.
-pub fn upstream_wire(map: &[(String, String)]) -> HeaderList {
+pub fn upstream_wire(map: &[(String, HeaderValue)]) -> HeaderList {
     let mut h = HeaderList::new();
     if let Some((_, a)) = map.iter().find(|(k, _)| k == ":authority") {
-        h.push(("host".into(), a.clone()));
+        h.push(("host".into(), a.as_bytes().into()));
     }
     for (k, v) in map {
         if !k.starts_with(':') {
-            h.push((k.clone(), v.clone()));
+            h.push((k.clone(), v.as_bytes().into()));
         }
     }
     h.push(("x-envoy-expected-rq-timeout-ms".into(), "15000".into()));
@@ -79,17 +94,17 @@ fn chunked_last(h: &mut HeaderList) {
 pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
     let mut resp = Response::new(r.status);
     for (k, v) in &r.headers {
-        resp = resp.header(k, v);
+        resp = resp.header(k, v.as_bytes());
     }
-    let body = r.body.clone().unwrap_or_default();
+    let body = r.body.clone().unwrap_or_default().0;
     if r.chunked {
         resp = resp.header("transfer-encoding", "chunked");
     } else {
-        resp = resp.header("content-length", &body.len().to_string());
+        resp = resp.header("content-length", body.len().to_string());
     }
     resp = resp.header("x-envoy-upstream-service-time", "0");
     for (k, v) in &r.trailers {
-        resp = resp.trailer(k, v);
+        resp = resp.trailer(k, v.as_bytes());
     }
     if !head {
         resp = resp.body(body);
@@ -103,7 +118,7 @@ pub fn upstream_response(r: &ResponseSpec, head: bool) -> Response {
 /// the router's header is in the response the filters saw, see
 /// [`upstream_response`].)
 pub fn client_headers(resp: &Response, _forwarded: bool, head: bool) -> HeaderList {
-    let mut h: HeaderList = resp.headers.clone();
+    let mut h: HeaderList = from_harness(&resp.headers);
     h.push(("date".into(), "*".into()));
     h.push(("server".into(), "envoy".into()));
     let framed = h

@@ -28,7 +28,9 @@ pub use self::{
     bootstrap::{Bootstrap, DirectRoute, WasmEntry},
     outcome::{FIELDS, Outcome},
     run::{Report, Source, StepReport, run},
-    spec::{CalloutSpec, HeaderList, PluginSpec, RequestSpec, ResponseSpec, Scenario, StepSpec},
+    spec::{
+        Bytes, CalloutSpec, HeaderList, PluginSpec, RequestSpec, ResponseSpec, Scenario, StepSpec,
+    },
 };
 
 /// Why a scenario could not run (a mismatch is not an error: see

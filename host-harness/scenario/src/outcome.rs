@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::HeaderList;
+use crate::spec::{Bytes, HeaderList};
 
 /// What one request showed. In an expectation every field is optional: a
 /// field left out is not compared; a header value `*` matches any value.
@@ -16,9 +16,9 @@ pub struct Outcome {
     /// Response headers in wire order, framing included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderList>,
-    /// The response body the client received (UTF-8, lossy).
+    /// The response body the client received, as bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Bytes>,
     /// True when the response did not end cleanly (a reset mid-response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<bool>,
@@ -31,9 +31,9 @@ pub struct Outcome {
     /// The request headers the upstream received, in wire order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_headers: Option<HeaderList>,
-    /// The request body the upstream received.
+    /// The request body the upstream received, as bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_body: Option<String>,
+    pub upstream_body: Option<Bytes>,
 }
 
 /// The fields [`Outcome::differences`] compares, by name.
@@ -101,31 +101,56 @@ impl Outcome {
                 let same =
                     want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| matches(w, g));
                 if !same {
-                    out.push((name.to_owned(), line_diff(&want, &got)));
+                    out.push((
+                        name.to_owned(),
+                        line_diff(&want, &got, matches, Clone::clone),
+                    ));
                 }
             }
         };
-        lists(
-            "headers",
-            self.headers.as_deref().map(header_lines),
-            seen.headers.as_deref().map(header_lines),
-        );
         lists("logs", self.logs.clone(), seen.logs.clone());
-        lists(
+        // Headers are compared as bytes, not as the lines that show them:
+        // an escaped line could read like a text value.
+        let mut headers = |name: &str, want: &Option<HeaderList>, got: &Option<HeaderList>| {
+            if let Some(want) = want
+                && !skip.contains(&name)
+            {
+                let got = got.clone().unwrap_or_default();
+                let same = want.len() == got.len()
+                    && want.iter().zip(&got).all(|(w, g)| header_matches(w, g));
+                if !same {
+                    out.push((
+                        name.to_owned(),
+                        line_diff(want, &got, header_matches, header_line),
+                    ));
+                }
+            }
+        };
+        headers("headers", &self.headers, &seen.headers);
+        headers(
             "upstream_headers",
-            self.upstream_headers.as_deref().map(header_lines),
-            seen.upstream_headers.as_deref().map(header_lines),
+            &self.upstream_headers,
+            &seen.upstream_headers,
         );
         out
     }
 }
 
-fn header_lines(headers: &[(String, String)]) -> Vec<String> {
-    headers.iter().map(|(k, v)| format!("{k}: {v}")).collect()
+/// `name: value`, a value that is not UTF-8 written `b"..."` with `\xNN`.
+fn header_line((k, v): &(String, Bytes)) -> String {
+    match v.to_str() {
+        Some(text) => format!("{k}: {text}"),
+        None => format!("{k}: {v:?}"),
+    }
+}
+
+/// Names equal, and values equal as bytes or the expected one `*`.
+fn header_matches(want: &(String, Bytes), got: &(String, Bytes)) -> bool {
+    want.0 == got.0 && (want.1 == "*" || want.1 == got.1)
 }
 
 /// A line matches when equal, or when the expected header value is `*`.
-fn matches(want: &str, got: &str) -> bool {
+fn matches(want: &String, got: &String) -> bool {
     if want == got {
         return true;
     }
@@ -137,7 +162,12 @@ fn matches(want: &str, got: &str) -> bool {
 
 /// A small line diff: common lines plain, expected-only `-`, seen-only `+`
 /// (longest common subsequence; the lists are short).
-fn line_diff(want: &[String], got: &[String]) -> String {
+fn line_diff<T>(
+    want: &[T],
+    got: &[T],
+    matches: impl Fn(&T, &T) -> bool,
+    show: impl Fn(&T) -> String,
+) -> String {
     let (n, m) = (want.len(), got.len());
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
@@ -167,20 +197,20 @@ fn line_diff(want: &[String], got: &[String]) -> String {
     while i < n || j < m {
         match (want.get(i), got.get(j)) {
             (Some(w), Some(g)) if matches(w, g) => {
-                lines.push(format!("      {g}"));
+                lines.push(format!("      {}", show(g)));
                 i += 1;
                 j += 1;
             }
             (Some(w), _) if j >= m || at(i + 1, j) >= at(i, j + 1) => {
-                lines.push(format!("    - {w}"));
+                lines.push(format!("    - {}", show(w)));
                 i += 1;
             }
             (_, Some(g)) => {
-                lines.push(format!("    + {g}"));
+                lines.push(format!("    + {}", show(g)));
                 j += 1;
             }
             (Some(w), None) => {
-                lines.push(format!("    - {w}"));
+                lines.push(format!("    - {}", show(w)));
                 i += 1;
             }
             (None, None) => break,
@@ -196,7 +226,7 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderList {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
             .collect()
     }
 
@@ -233,5 +263,29 @@ mod tests {
         assert_eq!(diffs[0].1, "expected 403, got 200");
         assert!(diffs[1].1.contains("- a: 1") && diffs[1].1.contains("+ a: 1"));
         assert!(want.differences(&seen, &["headers", "status"]).is_empty());
+    }
+
+    #[test]
+    fn values_are_compared_as_bytes_and_shown_escaped() {
+        let bytes = |b: &[u8]| Some(vec![("x".to_owned(), Bytes::from(b))]);
+        let want = Outcome {
+            headers: bytes(b"\\xe9"),
+            body: Some(Bytes::from(&b"\xe9"[..])),
+            ..Outcome::default()
+        };
+        let seen = Outcome {
+            headers: bytes(b"\xe9"),
+            body: Some(Bytes::from(&b"\xe9"[..])),
+            ..Outcome::default()
+        };
+        let diffs = want.differences(&seen, &[]);
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert!(diffs[0].1.contains("- x: \\xe9"), "{}", diffs[0].1);
+        assert!(diffs[0].1.contains("+ x: b\"\\xe9\""), "{}", diffs[0].1);
+        let same = Outcome {
+            headers: bytes(b"\xe9"),
+            ..Outcome::default()
+        };
+        assert!(same.differences(&seen, &[]).is_empty());
     }
 }

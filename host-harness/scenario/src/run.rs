@@ -14,7 +14,7 @@ use crate::ScenarioError;
 use crate::bootstrap::{Bootstrap, WasmEntry};
 use crate::front;
 use crate::outcome::Outcome;
-use crate::spec::{CalloutSpec, PluginSpec, ResponseSpec, Scenario, StepSpec};
+use crate::spec::{Bytes, CalloutSpec, PluginSpec, ResponseSpec, Scenario, StepSpec};
 
 /// Which module and plugin settings a scenario runs with.
 #[derive(Clone, Debug, Default)]
@@ -125,7 +125,7 @@ impl std::fmt::Display for Report {
 fn connect_failure() -> Response {
     let body = "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
     Response::new(503)
-        .header("content-length", &body.len().to_string())
+        .header("content-length", body.len().to_string())
         .header("content-type", "text/plain")
         .body(body)
 }
@@ -138,14 +138,14 @@ fn callout_reply(spec: &CalloutSpec) -> Result<HttpCallReply, ScenarioError> {
         Some("connect") => HttpCallReply::Response(connect_failure()),
         Some(other) => return Err(ScenarioError::CalloutFailure(other.to_owned())),
         None => {
-            let body = spec.body.clone().unwrap_or_default();
+            let body = spec.body.clone().unwrap_or_default().0;
             let mut r = Response::new(spec.status.unwrap_or(200));
             for (k, v) in &spec.headers {
-                r = r.header(k, v);
+                r = r.header(k, v.as_bytes());
             }
             // The router stamps a callout's answer as any upstream's.
             r = r
-                .header("content-length", &body.len().to_string())
+                .header("content-length", body.len().to_string())
                 .header("x-envoy-upstream-service-time", "0");
             HttpCallReply::Response(r.body(body))
         }
@@ -451,26 +451,26 @@ fn send(
     let headers = if scenario.front {
         front::request_headers(request)
     } else {
-        let mut h = vec![
-            (":method".to_owned(), request.method.clone()),
-            (":path".to_owned(), request.path.clone()),
-        ];
-        h.extend(request.headers.iter().cloned());
+        let mut h = meshward_harness::headers([
+            (":method", request.method.as_str()),
+            (":path", request.path.as_str()),
+        ]);
+        h.extend(front::to_harness(&request.headers));
         h
     };
-    let body = request.body.clone().unwrap_or_default();
+    let body = request.body.clone().unwrap_or_default().0;
     let mut stream = plugin.stream();
     let has_body = !body.is_empty() || request.chunked;
     stream.request_headers(headers, !has_body);
     if has_body {
         if !body.is_empty() {
-            stream.request_body(body.as_bytes(), false);
+            stream.request_body(&body, false);
         }
         if request.trailers.is_empty() {
             // Envoy's HTTP/1 codec ends a body with an empty data frame.
             stream.request_body(&[], true);
         } else {
-            stream.request_trailers(request.trailers.clone());
+            stream.request_trailers(front::to_harness(&request.trailers));
         }
     }
     answer_stream(&mut stream, replies);
@@ -478,14 +478,14 @@ fn send(
     if stream.request_complete() {
         let response = match &direct {
             Some(d) => Response::new(d.status)
-                .header("content-length", &d.body.len().to_string())
+                .header("content-length", d.body.len().to_string())
                 .header("content-type", "text/plain")
                 .body(if head { String::new() } else { d.body.clone() }),
             None => front::upstream_response(&upstream, head),
         };
         let has_trailers = !response.trailers.is_empty();
         let has_body = !response.body.is_empty();
-        let mut map = vec![(":status".to_owned(), response.status.to_string())];
+        let mut map = vec![(":status".to_owned(), response.status.to_string().into())];
         map.extend(response.headers.iter().cloned());
         stream.response_headers(map, !has_body && !has_trailers);
         if has_body && direct.is_some() {
@@ -515,11 +515,11 @@ fn observe(front_on: bool, exchange: &Exchange, forwarded: bool, head: bool) -> 
             let headers = if front_on {
                 front::client_headers(r, forwarded && exchange.local_reply.is_none(), head)
             } else {
-                r.headers.clone()
+                front::from_harness(&r.headers)
             };
-            (r.status, headers, r.body_text())
+            (r.status, headers, Bytes::from(r.body.clone()))
         }
-        None => (0, Vec::new(), String::new()),
+        None => (0, Vec::new(), Bytes::default()),
     };
     let upstream = exchange.upstream_request.as_ref().filter(|_| forwarded);
     Outcome {
@@ -532,12 +532,12 @@ fn observe(front_on: bool, exchange: &Exchange, forwarded: bool, head: bool) -> 
         upstream_headers: upstream.map(|m| {
             if front_on {
                 let mut h = front::upstream_wire(&m.headers);
-                h.extend(m.trailers.iter().cloned());
+                h.extend(front::from_harness(&m.trailers));
                 h
             } else {
-                m.headers.clone()
+                front::from_harness(&m.headers)
             }
         }),
-        upstream_body: upstream.map(|m| String::from_utf8_lossy(&m.body).into_owned()),
+        upstream_body: upstream.map(|m| Bytes::from(m.body.clone())),
     }
 }

@@ -7,8 +7,126 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::Outcome;
 
-/// Header lists as the file writes them: `[[name, value], ...]`, in order.
-pub type HeaderList = Vec<(String, String)>;
+/// Header lists as the file writes them: `[[name, value], ...]`, in order;
+/// a value is [`Bytes`].
+pub type HeaderList = Vec<(String, Bytes)>;
+
+/// Bytes as a scenario file writes them: a string stands for its UTF-8
+/// bytes; bytes that are not UTF-8 (a header value with obs-text, a binary
+/// body) are written `{ base64: "..." }` (standard alphabet, padded). The
+/// recorder writes this form only when the bytes are not UTF-8, so text
+/// stays readable.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Bytes {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes as text when they are UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    /// Text in quotes; bytes that are not UTF-8 as `b"..."` with `\xNN`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_str() {
+            Some(text) => std::fmt::Debug::fmt(text, f),
+            None => write!(f, "b\"{}\"", meshward_harness::escape_bytes(&self.0)),
+        }
+    }
+}
+
+impl std::fmt::Display for Bytes {
+    /// Text as is; bytes that are not UTF-8 with `\xNN` escapes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&meshward_harness::escape_bytes(&self.0))
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(s: &str) -> Self {
+        Self(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for Bytes {
+    fn from(s: String) -> Self {
+        Self(s.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(b: Vec<u8>) -> Self {
+        Self(b)
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        Self(b.to_vec())
+    }
+}
+
+impl PartialEq<str> for Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+/// The file's two forms of [`Bytes`].
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum BytesRepr {
+    Text(String),
+    Base64 { base64: String },
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        match self.to_str() {
+            Some(text) => BytesRepr::Text(text.to_owned()),
+            None => BytesRepr::Base64 {
+                base64: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        match BytesRepr::deserialize(d)? {
+            BytesRepr::Text(text) => Ok(Self(text.into_bytes())),
+            BytesRepr::Base64 { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64.as_bytes())
+                .map(Self)
+                .map_err(|e| serde::de::Error::custom(format!("bad `base64` value: {e}"))),
+        }
+    }
+}
 
 /// A whole scenario file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -116,7 +234,7 @@ pub struct RequestSpec {
     pub headers: HeaderList,
     /// The body; sent with `content-length` unless `chunked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Bytes>,
     /// Send the body chunked (one chunk per item of `chunks` if given).
     #[serde(default, skip_serializing_if = "is_false")]
     pub chunked: bool,
@@ -149,7 +267,7 @@ pub struct ResponseSpec {
     pub headers: HeaderList,
     /// The body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Bytes>,
     /// Send the body chunked instead of with `content-length`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub chunked: bool,
@@ -191,5 +309,25 @@ pub struct CalloutSpec {
     pub headers: HeaderList,
     /// The body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Bytes>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_as_text_or_base64_and_write_back_the_same() {
+        let text = "[[x-a, caf\u{e9}], [x-b, {base64: Y2Fm6f8=}]]";
+        let list: HeaderList = serde_yaml_ng::from_str(text).unwrap();
+        assert_eq!(list[0].1.as_bytes(), "caf\u{e9}".as_bytes());
+        assert_eq!(list[1].1.as_bytes(), b"caf\xe9\xff");
+        let again: HeaderList =
+            serde_yaml_ng::from_str(&serde_yaml_ng::to_string(&list).unwrap()).unwrap();
+        assert_eq!(again, list);
+        let written = serde_yaml_ng::to_string(&list[1].1).unwrap();
+        assert!(written.contains("base64: Y2Fm6f8="), "{written}");
+        assert_eq!(format!("{:?}", list[1].1), "b\"caf\\xe9\\xff\"");
+        assert!(serde_yaml_ng::from_str::<Bytes>("{base64: '%%'}").is_err());
+    }
 }

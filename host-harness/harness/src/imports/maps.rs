@@ -31,7 +31,7 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             proxy(&mut c, |g| {
                 let map = map_type(kind)?;
                 let key = g.read_string(GuestSlice::new(key, key_len))?;
-                let value = g.read_string(GuestSlice::new(value, value_len))?;
+                let value = g.read_bytes(GuestSlice::new(value, value_len))?.into();
                 Ok(g.state_mut().add_header(map, &key, value)?)
             })
         },
@@ -42,7 +42,7 @@ pub(super) fn link(i: &mut Imports) -> wasmtime::Result<()> {
             proxy(&mut c, |g| {
                 let map = map_type(kind)?;
                 let key = g.read_string(GuestSlice::new(key, key_len))?;
-                let value = g.read_string(GuestSlice::new(value, value_len))?;
+                let value = g.read_bytes(GuestSlice::new(value, value_len))?.into();
                 Ok(g.state_mut().replace_header(map, &key, value)?)
             })
         },

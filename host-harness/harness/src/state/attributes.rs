@@ -3,6 +3,7 @@
 
 use super::{HostState, StreamState};
 use crate::abi::Status;
+use crate::http::HeaderValue;
 use crate::properties::Value;
 
 impl HostState {
@@ -41,12 +42,19 @@ fn derived_property(stream: &StreamState, path: &[u8]) -> Option<Value> {
         .collect();
     let name = std::str::from_utf8(&dotted).ok()?;
     let req = stream.request.headers.as_deref();
-    let header = |h: Option<&[(String, String)]>, k: &str| {
-        h.and_then(|h| crate::http::find_header(h, k))
-            .map(Value::from)
+    // Values are handed over as the bytes they are, UTF-8 or not.
+    let header = |h: Option<&[(String, HeaderValue)]>, k: &str| {
+        h.and_then(|h| crate::http::find_value(h, k))
+            .map(|v| Value::Bytes(v.as_bytes().to_vec()))
     };
-    let map = |h: Option<&[(String, String)]>| {
-        h.map(|h| Value::string_map(h.iter().map(|(k, v)| (k.clone(), v.clone()))))
+    let map = |h: Option<&[(String, HeaderValue)]>| {
+        h.map(|h| {
+            Value::Map(
+                h.iter()
+                    .map(|(k, v)| (k.clone(), Value::Bytes(v.as_bytes().to_vec())))
+                    .collect(),
+            )
+        })
     };
     match name {
         "request.path" => header(req, ":path"),
@@ -95,7 +103,7 @@ mod tests {
         let mut stream = StreamState::default();
         stream.set_headers(
             crate::state::Direction::Request,
-            Some(vec![(":path".to_owned(), path.to_owned())]),
+            Some(vec![(":path".to_owned(), path.into())]),
         );
         stream
     }

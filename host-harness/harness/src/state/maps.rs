@@ -3,10 +3,10 @@
 
 use super::HostState;
 use crate::abi::{self, MapType, Status};
-use crate::http::Headers;
+use crate::http::{HeaderValue, Headers};
 
 /// Parses a map the filter passed in the pair encoding; names are stored
-/// lowercase, as Envoy stores them.
+/// lowercase, as Envoy stores them, values as the bytes given.
 pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Headers, Status> {
     let pairs = abi::decode_pairs(bytes).ok_or(Status::BadArgument)?;
     Ok(pairs
@@ -14,7 +14,7 @@ pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Headers, Status> {
         .map(|(k, v)| {
             (
                 String::from_utf8_lossy(&k).to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
+                HeaderValue::from(v),
             )
         })
         .collect())
@@ -51,10 +51,10 @@ impl HostState {
     }
 
     /// `proxy_get_header_map_value`: the first value of `key`.
-    pub(crate) fn header_value(&mut self, map: MapType, key: &str) -> Result<String, Status> {
+    pub(crate) fn header_value(&mut self, map: MapType, key: &str) -> Result<HeaderValue, Status> {
         let map = self.existing_map(map)?;
-        crate::http::find_header(map, key)
-            .map(str::to_owned)
+        crate::http::find_value(map, key)
+            .cloned()
             .ok_or(Status::NotFound)
     }
 
@@ -63,7 +63,7 @@ impl HostState {
         &mut self,
         map: MapType,
         key: &str,
-        value: String,
+        value: HeaderValue,
     ) -> Result<(), Status> {
         let map = self.existing_map(map)?;
         map.push((key.to_ascii_lowercase(), value));
@@ -77,7 +77,7 @@ impl HostState {
         &mut self,
         map: MapType,
         key: &str,
-        value: String,
+        value: HeaderValue,
     ) -> Result<(), Status> {
         let key = key.to_ascii_lowercase();
         let map = self.existing_map(map)?;
@@ -134,10 +134,7 @@ mod tests {
         );
         s.replace_header(MapType::RequestHeaders, "y", "5".into())
             .unwrap();
-        assert_eq!(
-            s.header_value(MapType::RequestHeaders, "Y").as_deref(),
-            Ok("5")
-        );
+        assert_eq!(s.header_value(MapType::RequestHeaders, "Y"), Ok("5".into()));
     }
 
     #[test]
@@ -172,6 +169,32 @@ mod tests {
             Err(Status::NotFound)
         );
         assert_eq!(s.header_pairs(MapType::RequestHeaders), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn values_are_bytes_both_ways() {
+        let value: &[u8] = b"caf\xe9 \xff\x80";
+        let bytes = abi::encode_pairs(&[("X-Bin", value)]);
+        let decoded = decode_headers(&bytes).unwrap();
+        assert_eq!(
+            decoded,
+            vec![("x-bin".to_owned(), HeaderValue::from(value))]
+        );
+        let mut s = in_stream(decoded);
+        s.add_header(MapType::RequestHeaders, "x-add", value.into())
+            .unwrap();
+        assert_eq!(
+            s.header_value(MapType::RequestHeaders, "x-add"),
+            Ok(value.into())
+        );
+        assert_eq!(
+            s.header_pairs(MapType::RequestHeaders).unwrap(),
+            abi::encode_pairs(&[("x-bin", value), ("x-add", value)])
+        );
+        assert_eq!(
+            s.header_map_size(MapType::RequestHeaders),
+            Ok(5 + 7 + 5 + 7)
+        );
     }
 
     #[test]

@@ -6,28 +6,41 @@ use crate::abi::{Status, StreamType};
 use crate::http::LocalReply;
 
 impl HostState {
-    /// `proxy_continue_stream`: marks a paused direction for resuming.
+    /// `proxy_continue_stream`: marks a paused direction for resuming, as
+    /// Envoy 1.40's `Context::continueStream` does: `Request`/`Response`
+    /// act on an HTTP stream; `Downstream` continues reading a network
+    /// connection (what the filter held goes on to the next filter); each
+    /// answers OK, doing nothing, in the other kind of context.
+    /// `Upstream` is not implemented in Envoy.
     pub(crate) fn resume(&mut self, kind: StreamType) -> Result<(), Status> {
         // A root context has no stream to resume.
         let stream = self.stream().ok_or(Status::Unimplemented)?;
+        let network = stream.network;
         match kind {
-            StreamType::Request => stream.request.resume = true,
-            StreamType::Response => stream.response.resume = true,
-            StreamType::Downstream | StreamType::Upstream => return Err(Status::Unimplemented),
+            StreamType::Request if !network => stream.request.resume = true,
+            StreamType::Response if !network => stream.response.resume = true,
+            StreamType::Downstream if network => stream.request.resume = true,
+            StreamType::Request | StreamType::Response | StreamType::Downstream => {}
+            StreamType::Upstream => return Err(Status::Unimplemented),
         }
         Ok(())
     }
 
-    /// `proxy_close_stream`: resets the HTTP stream.
+    /// `proxy_close_stream`: `Request`/`Response` reset an HTTP stream;
+    /// `Downstream` and `Upstream` close a network connection (both close
+    /// the downstream connection after flushing what was written: Envoy
+    /// closes the connection its read or write filter callbacks belong to,
+    /// which is the same one). Each answers OK, doing nothing, in the
+    /// other kind of context.
     pub(crate) fn close(&mut self, kind: StreamType) -> Result<(), Status> {
         let stream = self.stream().ok_or(Status::Unimplemented)?;
+        let network = stream.network;
         match kind {
-            StreamType::Request | StreamType::Response => {
-                stream.reset = true;
-                Ok(())
-            }
-            StreamType::Downstream | StreamType::Upstream => Err(Status::Unimplemented),
+            StreamType::Request | StreamType::Response if !network => stream.reset = true,
+            StreamType::Downstream | StreamType::Upstream if network => stream.reset = true,
+            _ => {}
         }
+        Ok(())
     }
 
     /// `proxy_clear_route_cache`.
@@ -81,13 +94,49 @@ mod tests {
     }
 
     #[test]
-    fn only_http_directions_resume_or_close() {
+    fn http_streams_resume_and_close_their_directions_only() {
         let mut s = in_stream(headers(&[]));
         assert_eq!(s.resume(StreamType::Response), Ok(()));
+        assert!(
+            s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Response)
+        );
         assert_eq!(s.resume(StreamType::Upstream), Err(Status::Unimplemented));
-        assert_eq!(s.close(StreamType::Downstream), Err(Status::Unimplemented));
+        assert_eq!(s.resume(StreamType::Downstream), Ok(()));
+        assert!(
+            !s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
+        assert_eq!(s.close(StreamType::Downstream), Ok(()));
+        assert!(!s.stream().unwrap().is_reset());
         assert_eq!(s.close(StreamType::Request), Ok(()));
+        assert!(s.stream().unwrap().is_reset());
         s.enter(s.root_context_id);
         assert_eq!(s.resume(StreamType::Request), Err(Status::Unimplemented));
+    }
+
+    #[test]
+    fn connections_continue_reading_and_close_on_either_side() {
+        let mut s = in_stream(headers(&[]));
+        s.stream().unwrap().set_network();
+        assert_eq!(s.resume(StreamType::Request), Ok(()));
+        assert!(
+            !s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
+        assert_eq!(s.resume(StreamType::Downstream), Ok(()));
+        assert!(
+            s.stream()
+                .unwrap()
+                .take_resume(crate::state::Direction::Request)
+        );
+        assert_eq!(s.resume(StreamType::Upstream), Err(Status::Unimplemented));
+        assert_eq!(s.close(StreamType::Request), Ok(()));
+        assert!(!s.stream().unwrap().is_reset());
+        assert_eq!(s.close(StreamType::Upstream), Ok(()));
+        assert!(s.stream().unwrap().is_reset());
     }
 }

@@ -14,13 +14,23 @@
 //! - `rewrite`: replaces the response body with `rewritten`;
 //! - `trap-response-body`: panics (traps) in the first response body call;
 //! - `shared`: writes and reads back shared data;
+//! - `bytes`: works on header values and bodies as bytes, which need not
+//!   be UTF-8 (obs-text): logs request header `x-fid-bin` in hex, adds its
+//!   bytes again as `x-fid-bin-copy`, replaces `x-fid-bin-set` with
+//!   non-UTF-8 bytes, reads the whole map and writes it back with
+//!   `x-fid-bin-map` added; logs the bodies in hex, the upstream's
+//!   `x-up-bin` in hex, and adds response header `x-fid-bin-resp`;
 //! - `globals`: logs the module's global counters (root contexts and
 //!   stream contexts created in this VM), which plugins sharing a VM share.
 //!
 //! The plugin configuration is its name in the logs, so two instances in
 //! one chain can be told apart. A configuration starting with `tcp` makes
 //! the plugin a network (TCP) filter instead: it logs its callbacks and the
-//! data, and prefixes each downstream chunk with `[<name>]`. `main` logs `fidelity main`, so every VM
+//! data, and prefixes each downstream chunk with `[<name>]`; downstream
+//! data containing `hold` is held, `go` continues the downstream
+//! (`proxy_continue_stream`) and holds the chunk, `close-down` closes the
+//! downstream (`proxy_close_stream`); upstream data containing `close-up`
+//! closes the upstream. Each call's result is logged. `main` logs `fidelity main`, so every VM
 //! start shows, including those that start no plugin.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -45,6 +55,11 @@ mod entry {
 static ROOTS: AtomicU32 = AtomicU32::new(0);
 /// Stream contexts created in this VM, by every plugin sharing it.
 static STREAMS: AtomicU32 = AtomicU32::new(0);
+
+/// `bytes` as lowercase hex, so that logs stay text whatever the bytes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn info(message: &str) {
     // Logging cannot fail in a conforming host; nothing to do if it does.
@@ -130,6 +145,21 @@ impl StreamContext for Tcp {
             let prefix = format!("[{}]", self.name);
             self.set_downstream_data(0, 0, prefix.as_bytes());
         }
+        let text = String::from_utf8_lossy(&data);
+        if text.contains("close-down") {
+            let result = proxy_wasm::hostcalls::close_downstream();
+            self.log(&format!("close_downstream {result:?}"));
+            return Action::Pause;
+        }
+        if text.contains("go") {
+            let result = proxy_wasm::hostcalls::resume_downstream();
+            self.log(&format!("resume_downstream {result:?}"));
+            return Action::Pause;
+        }
+        if text.contains("hold") {
+            self.log("holding");
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -143,6 +173,11 @@ impl StreamContext for Tcp {
             "cb on_upstream_data size={size} eos={eos} data={:?}",
             String::from_utf8_lossy(&data)
         ));
+        if String::from_utf8_lossy(&data).contains("close-up") {
+            let result = proxy_wasm::hostcalls::close_upstream();
+            self.log(&format!("close_upstream {result:?}"));
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -260,6 +295,30 @@ impl HttpContext for Stream {
             let query = self.get_property(vec!["request", "query"]);
             self.log(&format!("empty header={header:?} query={query:?}"));
         }
+        if self.has("bytes") {
+            let value = self.get_http_request_header_bytes("x-fid-bin");
+            self.log(&format!(
+                "bin {}",
+                value.as_deref().map_or_else(|| "none".to_owned(), hex)
+            ));
+            self.add_http_request_header_bytes("x-fid-bin-copy", &value.unwrap_or_default());
+            self.set_http_request_header_bytes("x-fid-bin-set", Some(b"\xfe\x80set"));
+            let mut map = self.get_http_request_headers_bytes();
+            self.log(&format!(
+                "map {}",
+                map.iter()
+                    .filter(|(k, _)| k.starts_with("x-fid-bin"))
+                    .map(|(k, v)| format!("{k}={}", hex(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            map.push(("x-fid-bin-map".to_owned(), b"\xc0\xff".to_vec()));
+            self.set_http_request_headers_bytes(
+                map.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect(),
+            );
+        }
         if self.has("globals") {
             self.log(&format!(
                 "globals roots={} streams={}",
@@ -290,6 +349,10 @@ impl HttpContext for Stream {
 
     fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
         self.log(&format!("cb on_request_body size={size} eos={eos}"));
+        if self.has("bytes") && size > 0 {
+            let body = self.get_http_request_body(0, size).unwrap_or_default();
+            self.log(&format!("request body {}", hex(&body)));
+        }
         Action::Continue
     }
 
@@ -301,6 +364,14 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _n: usize, eos: bool) -> Action {
         let status = self.get_http_response_header(":status").unwrap_or_default();
         self.log(&format!("cb on_response_headers eos={eos} status={status}"));
+        if self.has("bytes") {
+            let up = self.get_http_response_header_bytes("x-up-bin");
+            self.log(&format!(
+                "up bin {}",
+                up.as_deref().map_or_else(|| "none".to_owned(), hex)
+            ));
+            self.add_http_response_header_bytes("x-fid-bin-resp", b"\xe9t\xe9");
+        }
         if self.has("rewrite") {
             self.set_http_response_header("content-length", None);
         }
@@ -309,6 +380,10 @@ impl HttpContext for Stream {
 
     fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
         self.log(&format!("cb on_response_body size={size} eos={eos}"));
+        if self.has("bytes") && size > 0 {
+            let body = self.get_http_response_body(0, size).unwrap_or_default();
+            self.log(&format!("response body {}", hex(&body)));
+        }
         if self.has("trap-response-body") && !self.trapped {
             self.trapped = true;
             #[expect(clippy::panic, reason = "the trap is what this op tests")]
