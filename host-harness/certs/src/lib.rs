@@ -417,6 +417,8 @@ fn uri_san(uri: &str) -> Result<SanType, CertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // x509-parser's prelude has a `Validity` too.
+    use super::Validity;
     use x509_parser::prelude::*;
 
     #[test]
