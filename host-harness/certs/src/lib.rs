@@ -45,7 +45,9 @@ pub enum CertError {
     #[error("`{0}` is not a key type (one of: ecdsa-p256, ecdsa-p384, ed25519)")]
     KeyType(String),
     /// A time that is neither RFC 3339 nor a date.
-    #[error("`{0}` is not a time (RFC 3339 such as `2026-01-31T12:00:00Z`, or a date such as `2026-01-31`)")]
+    #[error(
+        "`{0}` is not a time (RFC 3339 such as `2026-01-31T12:00:00Z`, or a date such as `2026-01-31`)"
+    )]
     Time(String),
     /// A validity window that ends before it starts.
     #[error("the validity ends (`{not_after}`) before it starts (`{not_before}`)")]

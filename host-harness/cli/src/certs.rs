@@ -41,7 +41,8 @@ pub(crate) struct Args {
 }
 
 fn parse_key_type(s: &str) -> Result<KeyType, String> {
-    s.parse().map_err(|e: meshward_certs::CertError| e.to_string())
+    s.parse()
+        .map_err(|e: meshward_certs::CertError| e.to_string())
 }
 
 fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
@@ -58,7 +59,9 @@ impl Args {
             (None, None, None) => Validity::from_now(day),
             (None, Some(start), None) => Validity::new(start, start + day)?,
             (None, start, Some(end)) => Validity::new(
-                start.unwrap_or_else(|| time::OffsetDateTime::now_utc() - time::Duration::minutes(5)),
+                start.unwrap_or_else(|| {
+                    time::OffsetDateTime::now_utc() - time::Duration::minutes(5)
+                }),
                 end,
             )?,
         };

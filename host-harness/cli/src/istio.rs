@@ -68,7 +68,10 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             format!("`{}`", args.file.display())
         };
-        format!("{source}: {}", crate::shorten(&crate::one_line(&e.to_string())))
+        format!(
+            "{source}: {}",
+            crate::shorten(&crate::one_line(&e.to_string()))
+        )
     })?;
     for skipped in &imported.skipped {
         eprintln!("meshward: skipped {skipped}");

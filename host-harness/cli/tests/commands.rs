@@ -396,18 +396,34 @@ fn certs_key_types_validity_and_their_errors() {
     let dir = folder(&[]);
     // The curve's (or Ed25519's) OID, DER-encoded, in the certificate.
     for (key_type, oid) in [
-        ("ecdsa-p256", &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07][..]),
-        ("ecdsa-p384", &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22][..]),
+        (
+            "ecdsa-p256",
+            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07][..],
+        ),
+        (
+            "ecdsa-p384",
+            &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22][..],
+        ),
         ("ed25519", &[0x06, 0x03, 0x2b, 0x65, 0x70][..]),
     ] {
         let run = meshward(
             dir.path(),
-            &["certs", "--out", key_type, "--key-type", key_type, "spiffe://example.org/a"],
+            &[
+                "certs",
+                "--out",
+                key_type,
+                "--key-type",
+                key_type,
+                "spiffe://example.org/a",
+            ],
         );
         assert!(run.ok, "{}", run.text);
         for file in ["ca.pem", "svid-0.pem"] {
             let der = cert_der(&dir.path().join(key_type).join(file));
-            assert!(der.windows(oid.len()).any(|w| w == oid), "{key_type} {file}");
+            assert!(
+                der.windows(oid.len()).any(|w| w == oid),
+                "{key_type} {file}"
+            );
         }
     }
     // A validity entirely in the past: an expired SVID, said so.
@@ -425,26 +441,61 @@ fn certs_key_types_validity_and_their_errors() {
         ],
     );
     assert!(run.ok, "{}", run.text);
-    assert!(run.text.contains("valid 2020-01-01 to 2020-01-02, expired"), "{}", run.text);
-    let run = meshward(dir.path(), &["certs", "--out", "long", "--days", "90", "spiffe://example.org/a"]);
+    assert!(
+        run.text.contains("valid 2020-01-01 to 2020-01-02, expired"),
+        "{}",
+        run.text
+    );
+    let run = meshward(
+        dir.path(),
+        &[
+            "certs",
+            "--out",
+            "long",
+            "--days",
+            "90",
+            "spiffe://example.org/a",
+        ],
+    );
     assert!(run.ok && !run.text.contains("expired"), "{}", run.text);
 
     one_usage_line(
-        &meshward(dir.path(), &["certs", "--key-type", "rsa", "spiffe://example.org/a"]),
+        &meshward(
+            dir.path(),
+            &["certs", "--key-type", "rsa", "spiffe://example.org/a"],
+        ),
         "`rsa` is not a key type (one of: ecdsa-p256, ecdsa-p384, ed25519)",
     );
     one_usage_line(
-        &meshward(dir.path(), &["certs", "--days", "0", "spiffe://example.org/a"]),
+        &meshward(
+            dir.path(),
+            &["certs", "--days", "0", "spiffe://example.org/a"],
+        ),
         "--days",
     );
     one_usage_line(
-        &meshward(dir.path(), &["certs", "--not-before", "yesterday", "spiffe://example.org/a"]),
+        &meshward(
+            dir.path(),
+            &[
+                "certs",
+                "--not-before",
+                "yesterday",
+                "spiffe://example.org/a",
+            ],
+        ),
         "`yesterday` is not a time",
     );
     one_usage_line(
         &meshward(
             dir.path(),
-            &["certs", "--days", "3", "--not-after", "2020-01-01", "spiffe://example.org/a"],
+            &[
+                "certs",
+                "--days",
+                "3",
+                "--not-after",
+                "2020-01-01",
+                "spiffe://example.org/a",
+            ],
         ),
         "cannot be used with",
     );
@@ -476,14 +527,25 @@ fn certs_key_types_validity_and_their_errors() {
 fn every_command_refuses_a_bad_flag_in_one_line() {
     let dir = folder(&[]);
     for command in [
-        "certs", "validate", "compile", "istio-import", "test", "explain", "serve", "demo", "scenario",
+        "certs",
+        "validate",
+        "compile",
+        "istio-import",
+        "test",
+        "explain",
+        "serve",
+        "demo",
+        "scenario",
     ] {
         one_usage_line(
             &meshward(dir.path(), &[command, "--no-such-flag"]),
             &format!("see `meshward {command} --help`"),
         );
     }
-    one_usage_line(&meshward(dir.path(), &["nope"]), "unrecognized subcommand 'nope'");
+    one_usage_line(
+        &meshward(dir.path(), &["nope"]),
+        "unrecognized subcommand 'nope'",
+    );
     // Help is not an error.
     let help = meshward(dir.path(), &["certs", "--help"]);
     assert!(help.ok && help.text.contains("--key-type"), "{}", help.text);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshward_certs::{KeyType, SpiffeCa, SvidOptions, Svid, Validity};
+use meshward_certs::{KeyType, SpiffeCa, Svid, SvidOptions, Validity};
 use meshward_data_path::{
     Client, ClientAuth, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
     TlsSettings, TrustBundle, Upstream,
@@ -301,7 +301,11 @@ async fn every_key_type_of_meshward_certs_is_accepted() {
         };
         let ca = SpiffeCa::with_options("example.org", &options).unwrap();
         let server = ca
-            .issue_with_options("spiffe://example.org/ns/orders/sa/server", &["localhost"], &options)
+            .issue_with_options(
+                "spiffe://example.org/ns/orders/sa/server",
+                &["localhost"],
+                &options,
+            )
             .unwrap();
         let frontend = ca.issue_with_options(FRONTEND, &[], &options).unwrap();
         let mut config = rig.config(POLICY, rig.http_upstream());
