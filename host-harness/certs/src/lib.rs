@@ -5,20 +5,25 @@
 //! The SVIDs follow the X.509-SVID specification: one `spiffe://` URI SAN,
 //! `cA=false`, key usage `digitalSignature`, and both TLS extended key usages
 //! so one SVID can serve as client and server. Nothing here is meant for
-//! production issuance: keys live in memory and validity is a day.
+//! production issuance: keys live in memory and validity is a day unless
+//! [`SvidOptions`] say otherwise (any window, even one entirely in the past
+//! for an expired SVID), with the key type of [`KeyType`].
 
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use time::{Duration, OffsetDateTime};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, OffsetDateTime, Time};
 
 /// Why a certificate could not be issued or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,176 @@ pub enum CertError {
     /// PEM text did not decode.
     #[error("bad PEM: {0}")]
     Pem(#[from] rustls::pki_types::pem::Error),
+    /// A key type name that is not one of [`KeyType::ALL`].
+    #[error("`{0}` is not a key type (one of: ecdsa-p256, ecdsa-p384, ed25519)")]
+    KeyType(String),
+    /// A time that is neither RFC 3339 nor a date.
+    #[error(
+        "`{0}` is not a time (RFC 3339 such as `2026-01-31T12:00:00Z`, or a date such as `2026-01-31`)"
+    )]
+    Time(String),
+    /// A validity window that ends before it starts.
+    #[error("the validity ends (`{not_after}`) before it starts (`{not_before}`)")]
+    EmptyValidity {
+        /// The start asked for.
+        not_before: OffsetDateTime,
+        /// The end asked for.
+        not_after: OffsetDateTime,
+    },
+}
+
+/// The key type (and so the signature algorithm) of a CA or an SVID.
+///
+/// RSA is not offered: rcgen's `ring` backend, the one this workspace
+/// builds, cannot generate RSA keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256, what SPIRE and Istio issue by default.
+    #[default]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+}
+
+impl KeyType {
+    /// Every key type, in the order `--help` lists them.
+    pub const ALL: [KeyType; 3] = [Self::EcdsaP256, Self::EcdsaP384, Self::Ed25519];
+
+    /// The name [`KeyType::from_str`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    fn algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    fn generate(self) -> Result<KeyPair, CertError> {
+        Ok(KeyPair::generate_for(self.algorithm())?)
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyType {
+    type Err = CertError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| CertError::KeyType(s.to_owned()))
+    }
+}
+
+/// When a certificate is valid: `not_before` up to `not_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// The window from `not_before` to `not_after`; one that ends before it
+    /// starts is refused. A window entirely in the past makes an expired
+    /// certificate, entirely in the future one not yet valid.
+    pub fn new(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Self, CertError> {
+        if not_after <= not_before {
+            return Err(CertError::EmptyValidity {
+                not_before,
+                not_after,
+            });
+        }
+        Ok(Self {
+            not_before,
+            not_after,
+        })
+    }
+
+    /// From five minutes ago (a peer whose clock runs slightly behind still
+    /// accepts a certificate issued a moment ago) to `lifetime` from now.
+    pub fn from_now(lifetime: Duration) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::minutes(5),
+            not_after: now + lifetime.max(Duration::minutes(1)),
+        }
+    }
+
+    /// The start.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
+    /// The end.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// The smallest window that holds both: a CA made to cover the SVIDs
+    /// it signs.
+    pub fn union(&self, other: &Validity) -> Validity {
+        Validity {
+            not_before: self.not_before.min(other.not_before),
+            not_after: self.not_after.max(other.not_after),
+        }
+    }
+
+    fn apply(&self, params: &mut CertificateParams) {
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+    }
+}
+
+/// Reads a time as RFC 3339 (`2026-01-31T12:00:00Z`) or a date
+/// (`2026-01-31`, midnight UTC).
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, CertError> {
+    let s = s.trim();
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let mut parts = s.splitn(3, '-');
+    let date = match (parts.next(), parts.next(), parts.next()) {
+        (Some(y), Some(m), Some(d)) if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            let number = |t: &str| t.parse::<u16>().ok();
+            match (number(y), number(m), number(d)) {
+                (Some(y), Some(m), Some(d)) => u8::try_from(m)
+                    .ok()
+                    .and_then(|m| time::Month::try_from(m).ok())
+                    .zip(u8::try_from(d).ok())
+                    .and_then(|(m, d)| Date::from_calendar_date(i32::from(y), m, d).ok()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    date.map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
+        .ok_or_else(|| CertError::Time(s.to_owned()))
+}
+
+/// How to issue an SVID (or a CA): its key type and validity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SvidOptions {
+    /// The key type.
+    pub key_type: KeyType,
+    /// The validity; `None` is a day for an SVID, thirty days for a CA,
+    /// both from five minutes ago.
+    pub validity: Option<Validity>,
 }
 
 /// A SPIFFE certificate authority for one trust domain.
@@ -59,6 +234,11 @@ impl SpiffeCa {
     /// A new self-signed CA whose certificate carries the trust domain's own
     /// SPIFFE ID (`spiffe://<trust_domain>`) as its URI SAN.
     pub fn new(trust_domain: &str) -> Result<Self, CertError> {
+        Self::with_options(trust_domain, &SvidOptions::default())
+    }
+
+    /// A new self-signed CA with the key type and validity of `options`.
+    pub fn with_options(trust_domain: &str, options: &SvidOptions) -> Result<Self, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
@@ -73,8 +253,11 @@ impl SpiffeCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        set_validity(&mut params, Duration::days(30));
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        options
+            .validity
+            .unwrap_or_else(|| Validity::from_now(Duration::days(30)))
+            .apply(&mut params);
+        let issuer = CertifiedIssuer::self_signed(params, options.key_type.generate()?)?;
         Ok(Self {
             trust_domain: trust_domain.to_owned(),
             issuer,
@@ -95,7 +278,17 @@ impl SpiffeCa {
     /// certificate, with extra DNS names and IP addresses as SANs (servers
     /// need them for ordinary hostname verification).
     pub fn issue(&self, spiffe_id: &str, dns_names: &[&str]) -> Result<Svid, CertError> {
-        self.issue_with(spiffe_id, |params| {
+        self.issue_with_options(spiffe_id, dns_names, &SvidOptions::default())
+    }
+
+    /// [`SpiffeCa::issue`] with the key type and validity of `options`.
+    pub fn issue_with_options(
+        &self,
+        spiffe_id: &str,
+        dns_names: &[&str],
+        options: &SvidOptions,
+    ) -> Result<Svid, CertError> {
+        self.issue_inner(spiffe_id, options, |params| {
             for name in dns_names {
                 if let Ok(ip) = name.parse::<IpAddr>() {
                     params.subject_alt_names.push(SanType::IpAddress(ip));
@@ -126,6 +319,15 @@ impl SpiffeCa {
         spiffe_id: &str,
         adjust: impl FnOnce(&mut CertificateParams),
     ) -> Result<Svid, CertError> {
+        self.issue_inner(spiffe_id, &SvidOptions::default(), adjust)
+    }
+
+    fn issue_inner(
+        &self,
+        spiffe_id: &str,
+        options: &SvidOptions,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Result<Svid, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
@@ -138,9 +340,12 @@ impl SpiffeCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, Duration::days(1));
+        options
+            .validity
+            .unwrap_or_else(|| Validity::from_now(Duration::days(1)))
+            .apply(&mut params);
         adjust(&mut params);
-        let key = KeyPair::generate()?;
+        let key = options.key_type.generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Svid {
             spiffe_id: spiffe_id.to_owned(),
@@ -211,17 +416,11 @@ fn uri_san(uri: &str) -> Result<SanType, CertError> {
         .map_err(|_| CertError::NotSpiffe(uri.to_owned()))
 }
 
-fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
-    // Back-dated a little so a peer whose clock runs slightly behind still
-    // accepts a certificate issued a moment ago.
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::minutes(5);
-    params.not_after = now + lifetime;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    // x509-parser's prelude has a `Validity` too.
+    use super::Validity;
     use x509_parser::prelude::*;
 
     #[test]
@@ -274,5 +473,75 @@ mod tests {
             .unwrap();
         svid.client_config(&ca).unwrap();
         anonymous_client_config(&ca).unwrap();
+    }
+
+    #[test]
+    fn issues_each_key_type_and_names_the_bad_ones() {
+        for key_type in KeyType::ALL {
+            let options = SvidOptions {
+                key_type,
+                validity: None,
+            };
+            let ca = SpiffeCa::with_options("example.org", &options).unwrap();
+            let svid = ca
+                .issue_with_options("spiffe://example.org/a", &["localhost"], &options)
+                .unwrap();
+            let der = svid.cert_chain().unwrap().remove(0);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let ca_der = ca.issuer.der().clone();
+            let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+            cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+            let oid = cert.public_key().algorithm.algorithm.to_id_string();
+            let want = match key_type {
+                KeyType::EcdsaP256 | KeyType::EcdsaP384 => "1.2.840.10045.2.1",
+                KeyType::Ed25519 => "1.3.101.112",
+            };
+            assert_eq!(oid, want, "{key_type}");
+            assert_eq!(key_type.name().parse::<KeyType>().unwrap(), key_type);
+            svid.client_config(&ca).unwrap();
+        }
+        let e = "rsa".parse::<KeyType>().unwrap_err().to_string();
+        assert!(e.contains("`rsa`") && e.contains("ed25519"), "{e}");
+    }
+
+    #[test]
+    fn validity_in_the_past_makes_an_expired_svid() {
+        let validity = Validity::new(
+            parse_time("2020-01-01").unwrap(),
+            parse_time("2020-01-02T00:00:00Z").unwrap(),
+        )
+        .unwrap();
+        let ca = SpiffeCa::new("example.org").unwrap();
+        let svid = ca
+            .issue_with_options(
+                "spiffe://example.org/old",
+                &[],
+                &SvidOptions {
+                    validity: Some(validity),
+                    ..SvidOptions::default()
+                },
+            )
+            .unwrap();
+        let der = svid.cert_chain().unwrap().remove(0);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.validity().not_after.timestamp(), 1_577_923_200);
+        assert!(!cert.validity().is_valid());
+    }
+
+    #[test]
+    fn times_and_windows_are_checked() {
+        assert_eq!(
+            parse_time("2026-01-31T12:00:00+01:00")
+                .unwrap()
+                .unix_timestamp(),
+            1_769_857_200
+        );
+        for bad in ["yesterday", "2026-13-01", "2026-02-30", "26-01-01", ""] {
+            let e = parse_time(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+        let t = parse_time("2026-01-01").unwrap();
+        let e = Validity::new(t, t).unwrap_err().to_string();
+        assert!(e.contains("before it starts"), "{e}");
     }
 }

@@ -62,7 +62,17 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else if !args.labels.is_empty() {
         return Err("--label needs --namespace".into());
     }
-    let imported = import(&yaml, &options)?;
+    let imported = import(&yaml, &options).map_err(|e| {
+        let source = if args.file.as_os_str() == "-" {
+            "stdin".to_owned()
+        } else {
+            format!("`{}`", args.file.display())
+        };
+        format!(
+            "{source}: {}",
+            crate::shorten(&crate::one_line(&e.to_string()))
+        )
+    })?;
     for skipped in &imported.skipped {
         eprintln!("meshward: skipped {skipped}");
     }

@@ -84,10 +84,27 @@ pub(crate) fn one_line(text: &str) -> String {
         .join("; ")
 }
 
+/// `text` cut to a line a terminal shows: a parser that quotes the whole
+/// input back (YAML's "invalid type: string ...") keeps its start and its
+/// end, where the location usually is.
+pub(crate) fn shorten(text: &str) -> String {
+    const MAX: usize = 240;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= MAX {
+        return text.to_owned();
+    }
+    let head: String = chars.iter().take(170).collect();
+    let tail: String = chars.iter().skip(chars.len() - 60).collect();
+    format!("{head} ... {tail}")
+}
+
 /// Parses the command line, runs the command, and reports a failure as one
 /// `meshward: ...` line with a non-zero exit.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let result = match cli.command {
         Command::Certs(args) => certs::run(args),
         Command::Validate(args) => validate::run(args),
@@ -106,4 +123,51 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refused, as one `meshward: ...` line (clap's own
+/// report is several, with a usage block) and exit status 2, a usage
+/// error's; `--help` and `--version` print as clap writes them.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = e.render().to_string();
+    let what = rendered
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad command line");
+    let what = what.strip_prefix("error: ").unwrap_or(what);
+    let tip = rendered
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("tip: "))
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
+    // `Usage: meshward certs [OPTIONS] <IDS>...` names the command.
+    let command = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .map(|u| {
+            u.split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "meshward".to_owned());
+    eprintln!("meshward: {what}{tip}; see `{command} --help`");
+    ExitCode::from(2)
 }

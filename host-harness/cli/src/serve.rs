@@ -45,6 +45,11 @@ pub(crate) struct Args {
     /// Accept clients without a certificate (the filters then see none).
     #[arg(long)]
     optional_client_cert: bool,
+    /// Worker threads (Envoy's `--concurrency`); default: one per core, or
+    /// `TOKIO_WORKER_THREADS`. One worker runs everything on one thread
+    /// (tokio's current-thread runtime), as one Envoy worker does.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
 }
 
 /// The configuration file.
@@ -314,7 +319,26 @@ pub(crate) fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let config = load()?;
     crate::logging::init();
-    let rt = tokio::runtime::Runtime::new()?;
+    let workers = match args.workers {
+        Some(n) => Some(usize::from(n)),
+        None => std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok()),
+    };
+    let rt = match workers {
+        // No hand-offs between a worker and the I/O driver's thread, no
+        // work-stealing bookkeeping: what one Envoy worker thread does.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     rt.block_on(async {
         eprintln!("meshward: compiling {} filter(s) and starting", config.filters.len());
         let dp = DataPath::start(config).await?;

@@ -373,6 +373,184 @@ fn certs_writes_pem_files_and_refuses_a_non_spiffe_id() {
     );
 }
 
+/// A command line clap refuses is one `meshward: ...` line too, with a
+/// usage error's exit status, 2.
+fn one_usage_line(run: &Run, what: &str) {
+    assert_eq!(run.code, Some(2), "{}", run.text);
+    let lines: Vec<&str> = run.text.lines().collect();
+    let [line] = lines.as_slice() else {
+        panic!("not one line: {}", run.text)
+    };
+    assert!(line.starts_with("meshward: "), "{}", run.text);
+    assert!(line.contains(what), "`{what}` not in {line:?}");
+}
+
+/// The DER of the certificate in `path`.
+fn cert_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_file(path).unwrap().to_vec()
+}
+
+#[test]
+fn certs_key_types_validity_and_their_errors() {
+    let dir = folder(&[]);
+    // The curve's (or Ed25519's) OID, DER-encoded, in the certificate.
+    for (key_type, oid) in [
+        (
+            "ecdsa-p256",
+            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07][..],
+        ),
+        (
+            "ecdsa-p384",
+            &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22][..],
+        ),
+        ("ed25519", &[0x06, 0x03, 0x2b, 0x65, 0x70][..]),
+    ] {
+        let run = meshward(
+            dir.path(),
+            &[
+                "certs",
+                "--out",
+                key_type,
+                "--key-type",
+                key_type,
+                "spiffe://example.org/a",
+            ],
+        );
+        assert!(run.ok, "{}", run.text);
+        for file in ["ca.pem", "svid-0.pem"] {
+            let der = cert_der(&dir.path().join(key_type).join(file));
+            assert!(
+                der.windows(oid.len()).any(|w| w == oid),
+                "{key_type} {file}"
+            );
+        }
+    }
+    // A validity entirely in the past: an expired SVID, said so.
+    let run = meshward(
+        dir.path(),
+        &[
+            "certs",
+            "--out",
+            "expired",
+            "--not-before",
+            "2020-01-01",
+            "--not-after",
+            "2020-01-02T00:00:00Z",
+            "spiffe://example.org/a",
+        ],
+    );
+    assert!(run.ok, "{}", run.text);
+    assert!(
+        run.text.contains("valid 2020-01-01 to 2020-01-02, expired"),
+        "{}",
+        run.text
+    );
+    let run = meshward(
+        dir.path(),
+        &[
+            "certs",
+            "--out",
+            "long",
+            "--days",
+            "90",
+            "spiffe://example.org/a",
+        ],
+    );
+    assert!(run.ok && !run.text.contains("expired"), "{}", run.text);
+
+    one_usage_line(
+        &meshward(
+            dir.path(),
+            &["certs", "--key-type", "rsa", "spiffe://example.org/a"],
+        ),
+        "`rsa` is not a key type (one of: ecdsa-p256, ecdsa-p384, ed25519)",
+    );
+    one_usage_line(
+        &meshward(
+            dir.path(),
+            &["certs", "--days", "0", "spiffe://example.org/a"],
+        ),
+        "--days",
+    );
+    one_usage_line(
+        &meshward(
+            dir.path(),
+            &[
+                "certs",
+                "--not-before",
+                "yesterday",
+                "spiffe://example.org/a",
+            ],
+        ),
+        "`yesterday` is not a time",
+    );
+    one_usage_line(
+        &meshward(
+            dir.path(),
+            &[
+                "certs",
+                "--days",
+                "3",
+                "--not-after",
+                "2020-01-01",
+                "spiffe://example.org/a",
+            ],
+        ),
+        "cannot be used with",
+    );
+    one_usage_line(
+        &meshward(dir.path(), &["certs", "--bogus", "spiffe://example.org/a"]),
+        "unexpected argument '--bogus'",
+    );
+    one_clear_line(
+        &meshward(
+            dir.path(),
+            &[
+                "certs",
+                "--out",
+                "empty",
+                "--not-before",
+                "2020-01-02",
+                "--not-after",
+                "2020-01-01",
+                "spiffe://example.org/a",
+            ],
+        ),
+        "before it starts",
+    );
+    // Nothing written for a refused command.
+    assert!(!dir.path().join("empty").exists());
+}
+
+#[test]
+fn every_command_refuses_a_bad_flag_in_one_line() {
+    let dir = folder(&[]);
+    for command in [
+        "certs",
+        "validate",
+        "compile",
+        "istio-import",
+        "test",
+        "explain",
+        "serve",
+        "demo",
+        "scenario",
+    ] {
+        one_usage_line(
+            &meshward(dir.path(), &[command, "--no-such-flag"]),
+            &format!("see `meshward {command} --help`"),
+        );
+    }
+    one_usage_line(
+        &meshward(dir.path(), &["nope"]),
+        "unrecognized subcommand 'nope'",
+    );
+    // Help is not an error.
+    let help = meshward(dir.path(), &["certs", "--help"]);
+    assert!(help.ok && help.text.contains("--key-type"), "{}", help.text);
+}
+
 #[test]
 fn istio_import_and_validate_fail_clearly_on_missing_files() {
     let dir = folder(&[]);

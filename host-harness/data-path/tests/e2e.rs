@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshward_certs::{SpiffeCa, Svid};
+use meshward_certs::{KeyType, SpiffeCa, Svid, SvidOptions, Validity};
 use meshward_data_path::{
     Client, ClientAuth, ClientResponse, Config, DataPath, EchoUpstream, FilterSpec, Limits,
     TlsSettings, TrustBundle, Upstream,
@@ -249,14 +249,22 @@ async fn handshakes_without_a_valid_client_certificate_fail() {
         .send(&dp, Some(&untrusted), "GET", "/api/orders", false)
         .await;
     assert!(r.is_err(), "{r:?}");
-    // An SVID that expired yesterday.
+    // An SVID that expired yesterday, as `meshward certs --not-before
+    // --not-after` issues it.
+    let now = time::OffsetDateTime::now_utc();
     let expired = rig
         .ca
-        .issue_with(FRONTEND, |p| {
-            let now = time::OffsetDateTime::now_utc();
-            p.not_before = now - time::Duration::days(2);
-            p.not_after = now - time::Duration::days(1);
-        })
+        .issue_with_options(
+            FRONTEND,
+            &[],
+            &SvidOptions {
+                validity: Some(
+                    Validity::new(now - time::Duration::days(2), now - time::Duration::days(1))
+                        .unwrap(),
+                ),
+                ..SvidOptions::default()
+            },
+        )
         .unwrap();
     let r = rig
         .send(&dp, Some(&expired), "GET", "/api/orders", false)
@@ -276,6 +284,47 @@ async fn handshakes_without_a_valid_client_certificate_fail() {
         metrics.contains("meshward_tls_handshakes_total{result=\"failed\"} 3"),
         "{metrics}"
     );
+}
+
+/// Each key type `meshward certs --key-type` issues, as the CA, the server
+/// SVID and the client SVID at once: the handshake verifies and the filters
+/// see the peer. One start; a reload per key type (the modules stay
+/// compiled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_type_of_meshward_certs_is_accepted() {
+    let rig = Rig::new().await;
+    let dp = rig.start().await;
+    for key_type in KeyType::ALL {
+        let options = SvidOptions {
+            key_type,
+            validity: None,
+        };
+        let ca = SpiffeCa::with_options("example.org", &options).unwrap();
+        let server = ca
+            .issue_with_options(
+                "spiffe://example.org/ns/orders/sa/server",
+                &["localhost"],
+                &options,
+            )
+            .unwrap();
+        let frontend = ca.issue_with_options(FRONTEND, &[], &options).unwrap();
+        let mut config = rig.config(POLICY, rig.http_upstream());
+        config.tls.cert_chain_pem = server.cert_pem.clone();
+        config.tls.key_pem = server.key_pem.clone();
+        config.tls.trust_bundles[0].ca_pem = ca.cert_pem();
+        dp.reload(config).await.unwrap();
+        let client = frontend.client_config(&ca).unwrap();
+        let mut c = Client::connect(dp.local_addr(), client, "localhost", false)
+            .await
+            .unwrap_or_else(|e| panic!("{key_type}: {e}"));
+        let r = c.send("GET", "/api/orders", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{key_type}: {}", r.text());
+        assert_eq!(
+            echoed_header(&r, "x-meshward-peer-id").as_deref(),
+            Some(FRONTEND),
+            "{key_type}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
