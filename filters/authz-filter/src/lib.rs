@@ -262,15 +262,7 @@ fn facts(config: &FilterConfig, headers: &[(String, Vec<u8>)], conn: &Connection
     // identity is the principal, and the copy is removed before forwarding.
     // Headers no policy reads cannot change the decision: not copying them
     // keeps a request's cost from growing with its headers.
-    facts.headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            !name.starts_with(':')
-                && config.engine.reads_header(name)
-                && !copies.contains(&name.as_str())
-        })
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
+    facts.headers = config.engine.headers_read(headers, &copies);
     // `connection.mtls` says a certificate was presented; only with Envoy's
     // verdict that its chain validated is it a verified peer.
     facts.mtls = conn.verified_mtls();

@@ -207,17 +207,11 @@ fn facts(
         others: &[],
     };
     let copies = ours.client_copies(headers);
-    // A client's copy of an identity header is no fact; a header no policy
-    // reads cannot change the decision, and is not copied.
-    facts.headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            !name.starts_with(':')
-                && config.engine.reads_header(name)
-                && !copies.contains(&name.as_str())
-        })
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
+    // A client's copy of an identity header is no fact: the verified
+    // identity is the principal, and the copy is removed before forwarding.
+    // Headers no policy reads cannot change the decision: not copying them
+    // keeps a request's cost from growing with its headers.
+    facts.headers = config.engine.headers_read(headers, &copies);
     facts.mtls = conn.presented();
     facts.port = conn
         .destination_port

@@ -8,7 +8,7 @@ use crate::config::{
 };
 use crate::eval::req::{ACTION, Req, ReqError, WORKLOAD};
 use crate::eval::{Policy, Scope, Uid, lower};
-use crate::facts::{InvalidRequest, RequestFacts};
+use crate::facts::{Headers, InvalidRequest, RequestFacts};
 use crate::view::TagFilter;
 
 /// The id of a policy: its `@id("...")` annotation, else `policyN` for the
@@ -368,6 +368,21 @@ impl PolicyEngine {
     /// (nor make a request invalid: see [`RequestFacts::headers`]).
     pub fn reads_header(&self, name: &str) -> bool {
         self.tags.keeps_lowercased(name)
+    }
+
+    /// The request headers a decision reads, out of all of them as a
+    /// filter got them: no pseudo-header (`:path` and the like are facts of
+    /// their own), none no policy reads, none named in `leave_out` (a
+    /// client's copy of an identity header, which is no fact).
+    pub fn headers_read(&self, all: &[(String, Vec<u8>)], leave_out: &[&str]) -> Headers {
+        all.iter()
+            .filter(|(name, _)| {
+                !name.starts_with(':')
+                    && self.reads_header(name)
+                    && !leave_out.contains(&name.as_str())
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
     }
 
     /// What the filter should do with denies.

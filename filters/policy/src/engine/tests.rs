@@ -126,3 +126,30 @@ fn a_header_read_by_a_policy_is_found_whatever_its_case() {
     let odd = engine.decide(&plain.with_header("x-other", [0xff_u8]));
     assert_eq!(odd.reason, Reason::NoPermit, "{odd:?}");
 }
+
+#[test]
+fn headers_read_keeps_only_what_a_policy_reads() {
+    let text = config(COMPILED_FORMAT, &[("b", permit("forbid", READS_TAG))]);
+    let engine = PolicyEngine::from_config(text.as_bytes()).unwrap();
+    let all: Vec<(String, Vec<u8>)> = [
+        (":path", "/"),
+        ("x-team", "core"),
+        ("X-Team", "ops"),
+        ("user-agent", "curl"),
+        ("x-team-copy", "no"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    let read = engine.headers_read(&all, &[]);
+    let kept: Vec<(&str, &[u8])> = read.iter().collect();
+    assert_eq!(
+        kept,
+        [("x-team", &b"core"[..]), ("X-Team", &b"ops"[..])],
+        "in arrival order, any case"
+    );
+    // A name left out is left out whatever a policy reads.
+    let read = engine.headers_read(&all, &["X-Team"]);
+    let kept: Vec<(&str, &[u8])> = read.iter().collect();
+    assert_eq!(kept, [("x-team", &b"core"[..])]);
+}
